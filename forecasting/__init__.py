@@ -1,0 +1,1 @@
+"""Long-horizon time-series forecasting: data protocol, models, metrics, training and benchmarks."""

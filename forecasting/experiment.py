@@ -1,0 +1,278 @@
+"""A forecasting experiment end to end: config -> data -> model -> Trainer -> test -> MLflow.
+
+An experiment config is built from layers, later ones winning: the model's defaults, the preset
+of the reference script for (model, dataset) in `forecasting/configs/<model>/<dataset>.yaml`
+(with its per-horizon values), a user YAML file, and `key=value` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forecasting.data import CATALOGUE, ForecastData, load_forecast_data
+from forecasting.models import MODELS
+from forecasting.task import ForecastTask
+from seqlab.config import ConfigError, config_hash, flatten, from_dict, load_yaml, merge, to_dict
+from seqlab.tracking import NullTracker, Tracker, environment_tags
+from seqlab.train import FitResult, Trainer, TrainConfig
+from seqlab.train.checkpoint import atomic_write_bytes
+from seqlab.train.runtime import seed_everything
+
+log = logging.getLogger(__name__)
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class ForecastDataConfig:
+    name: str = "ETTh1"
+    """A dataset of the catalogue (ETTh1, ETTh2, ETTm1, ETTm2, Weather, Exchange, ILI) or a CSV path."""
+    data_dir: str | None = None
+    """Folder holding the catalogue files (default: $SEQLAB_DATA_DIR, ../shared/data, shipped files)."""
+    seq_len: int = 96
+    """Look-back length L."""
+    horizon: int = 96
+    """Forecast horizon H."""
+    freq: str | None = None
+    """Time-feature frequency code (h, t, d, w, m, s); None infers it from the timestamps."""
+    date_column: str = "date"
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1 or self.horizon < 1:
+            raise ValueError(f"seq_len and horizon must be >= 1, got {self.seq_len} and {self.horizon}")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True
+    """Log the run to MLflow (False: log nothing)."""
+    experiment: str = "seqlab-forecasting"
+    tracking_uri: str | None = None
+    """MLflow store; None: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db."""
+    run_name: str | None = None
+    log_checkpoint: bool = True
+    """Log the best checkpoint as an artifact."""
+    plots: bool = True
+    """Log loss curves and forecast-vs-actual figures."""
+
+
+@dataclass(frozen=True)
+class ForecastExperimentConfig:
+    model_name: str = "itransformer"
+    model: Any = None
+    """The model's config dataclass; its seq_len and horizon always equal the data's."""
+    data: ForecastDataConfig = field(default_factory=ForecastDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: str = "mse"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output_dir: str = "outputs"
+    """Runs write their checkpoints and results under <output_dir>/<run key>/."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = to_dict(self)
+        out["model"] = {"name": out.pop("model_name"), **out["model"]}
+        return out
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes the trained weights (not tracking, paths or display)."""
+        cfg = self.as_dict()
+        for key in ("tracking", "output_dir"):
+            cfg.pop(key)
+        for key in ("progress", "log_every", "checkpoint_every"):
+            cfg["train"].pop(key)
+        cfg["data"].pop("data_dir")
+        return config_hash(cfg)
+
+    @property
+    def run_key(self) -> str:
+        d = self.data
+        name = Path(d.name).stem if d.name not in CATALOGUE else d.name
+        return f"{name}-{self.model_name}-L{d.seq_len}-H{d.horizon}-s{self.train.seed}-{self.fingerprint[:8]}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_key
+
+
+def preset_path(model_name: str, data_name: str) -> Path:
+    return PRESET_DIR / model_name / f"{data_name}.yaml"
+
+
+def build_config(
+    model: str | None = None,
+    data: str | None = None,
+    horizon: int | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> ForecastExperimentConfig:
+    """Resolve defaults < reference preset < config file < explicit arguments < overrides."""
+    user = load_yaml(config_file) if config_file else {}
+    explicit: dict[str, Any] = {}
+    if model is not None:
+        explicit["model"] = {"name": model}
+    if data is not None:
+        explicit.setdefault("data", {})["name"] = data
+    if horizon is not None:
+        explicit.setdefault("data", {})["horizon"] = horizon
+    wanted = merge(merge(_model_as_section(user), explicit), _model_as_section(overrides or {}))
+
+    model_name = wanted.get("model", {}).get("name", ForecastExperimentConfig.model_name)
+    data_name = wanted.get("data", {}).get("name", ForecastDataConfig.name)
+    raw: dict[str, Any] = {}
+    preset = preset_path(model_name, data_name)
+    if preset.is_file():
+        raw = load_yaml(preset)
+    raw = merge(raw, wanted)
+    by_horizon = raw.pop("horizons", {}) or {}
+    chosen_horizon = raw.get("data", {}).get("horizon", ForecastDataConfig.horizon)
+    if chosen_horizon in by_horizon:
+        # Per-horizon values of the preset yield to anything the user set explicitly.
+        raw = merge(merge(raw, by_horizon[chosen_horizon]), wanted)
+    return from_raw(raw)
+
+
+def _model_as_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """Accept `model: itransformer` as shorthand for `model: {name: itransformer}`."""
+    if isinstance(raw.get("model"), str):
+        return {**raw, "model": {"name": raw["model"]}}
+    return raw
+
+
+def from_raw(raw: dict[str, Any]) -> ForecastExperimentConfig:
+    """Typed experiment config from a nested dict (`model.name` picks the model config class)."""
+    raw = _model_as_section(dict(raw))
+    model_raw = dict(raw.pop("model", {}) or {})
+    model_name = model_raw.pop("name", ForecastExperimentConfig.model_name)
+    model_cls = MODELS.get(model_name)
+    for key in ("seq_len", "horizon"):
+        if key in model_raw:
+            raise ConfigError(f"model.{key} is taken from data.{key}; set data.{key} instead")
+    base = from_dict(ForecastExperimentConfig, {**raw, "model_name": model_name})
+    model_raw.update(seq_len=base.data.seq_len, horizon=base.data.horizon)
+    model_cfg = from_dict(model_cls.config_class, model_raw, path="model.")
+    if base.loss not in ("mse", "mae"):
+        raise ConfigError(f"loss must be 'mse' or 'mae', got {base.loss!r}")
+    return dataclasses.replace(base, model=model_cfg)
+
+
+# ------------------------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class ExperimentResult:
+    run_id: str | None
+    run_dir: Path
+    test: dict[str, float]
+    fit: FitResult
+    config: ForecastExperimentConfig
+
+
+def open_tracker(cfg: ForecastExperimentConfig, resume: bool) -> Tracker:
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    from seqlab.tracking.mlflow import MlflowTracker
+
+    previous = _read_json(cfg.run_dir / "run.json").get("run_id") if resume else None
+    tracker = MlflowTracker(
+        cfg.tracking.experiment,
+        run_name=cfg.tracking.run_name or cfg.run_key,
+        tracking_uri=cfg.tracking.tracking_uri,
+        run_id=previous,
+    )
+    _write_json(cfg.run_dir / "run.json", {"run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri})
+    return tracker
+
+
+def run_experiment(
+    cfg: ForecastExperimentConfig, resume: bool = False, tracker: Tracker | None = None
+) -> ExperimentResult:
+    """Train, restore the best epoch, test on every test window, and log it all."""
+    data = load_forecast_data(
+        cfg.data.name, cfg.data.seq_len, cfg.data.horizon, cfg.data.data_dir, cfg.data.freq, cfg.data.date_column
+    )
+    seed_everything(cfg.train.seed)  # the initial weights are part of the experiment
+    model = MODELS.get(cfg.model_name)(cfg.model)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = tracker if tracker is not None else open_tracker(cfg, resume)
+    try:
+        _log_setup(tracker, cfg, data, model)
+        trainer = Trainer(
+            model,
+            ForecastTask(cfg.loss, scale=data.scaler.std),
+            cfg.train,
+            cfg.run_dir,
+            tracker=tracker,
+            fingerprint=cfg.fingerprint,
+        )
+        fit = trainer.fit(data.train, data.val, resume=resume)
+        test = trainer.evaluate(data.test, prefix="test")
+        tracker.log_metrics(test, step=fit.epochs_completed)
+        tracker.log_metrics(
+            {"train/samples_per_s": fit.samples_per_second, "train/seconds": fit.train_seconds},
+            step=fit.epochs_completed,
+        )
+        _write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "test": test,
+                                                  "best_epoch": fit.best_epoch, "epochs": fit.epochs_completed})
+        _log_outputs(tracker, cfg, data, trainer, fit)
+    except BaseException as exc:
+        tracker.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    tracker.close("FINISHED")
+    return ExperimentResult(tracker.run_id, cfg.run_dir, test, fit, cfg)
+
+
+def _log_setup(tracker: Tracker, cfg: ForecastExperimentConfig, data: ForecastData, model: Any) -> None:
+    tracker.set_tags(
+        {
+            **environment_tags(),
+            "seqlab.field": "forecasting",
+            "seqlab.config_hash": cfg.fingerprint,
+            "seqlab.model": cfg.model_name,
+            "seqlab.dataset": cfg.data.name,
+            "seqlab.seed": str(cfg.train.seed),
+        }
+    )
+    params = flatten(cfg.as_dict())
+    params.update(
+        {
+            "data.path": str(data.path),
+            "data.freq_resolved": data.freq,
+            "data.n_variates": data.n_variates,
+            "data.windows": f"{len(data.train)}/{len(data.val)}/{len(data.test)}",
+            "model.n_parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    tracker.log_params(params)
+    tracker.log_text(to_yaml_experiment(cfg), "config.yaml")
+
+
+def to_yaml_experiment(cfg: ForecastExperimentConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.as_dict(), sort_keys=False)
+
+
+def _log_outputs(
+    tracker: Tracker, cfg: ForecastExperimentConfig, data: ForecastData, trainer: Trainer, fit: FitResult
+) -> None:
+    best = cfg.run_dir / "best.pt"
+    if cfg.tracking.log_checkpoint and best.exists():
+        tracker.log_artifact(best, "checkpoints")
+    if cfg.tracking.plots and not isinstance(tracker, NullTracker):
+        from forecasting import plots
+
+        tracker.log_figure(plots.loss_curves(fit.history), "plots/loss_curves.png")
+        tracker.log_figure(plots.test_forecasts(trainer.model, data, trainer.device), "plots/test_forecasts.png")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload, indent=2, default=str).encode()
+    atomic_write_bytes(path, lambda f: f.write(text))
+

@@ -1,0 +1,14 @@
+"""Forecasting models by registry name.
+
+Every model maps (x: (B, L, N), x_mark: (B, L, k) | None, y_mark: (B, H, k) | None) -> (B, H, N)
+and is built from its config dataclass (`Model.config_class`).
+"""
+
+from seqlab.registry import Registry
+
+MODELS = Registry(
+    "forecasting model",
+    {
+        "itransformer": "forecasting.models.itransformer:ITransformer",
+    },
+)

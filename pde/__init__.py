@@ -1,0 +1,1 @@
+"""PDE surrogates (FactFormer, PDE-Transformer): arrives with its own issue."""

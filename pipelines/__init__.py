@@ -1,0 +1,1 @@
+"""MLflow-tracked pipelines over the fields: arrives with its own issue."""

@@ -1,0 +1,82 @@
+"""The `seqlab` command.
+
+The core owns `seqlab ui` and `seqlab bench <field>`; each field adds its own subcommands
+(`seqlab forecast ...`) through the `seqlab.commands` entry-point group, and its benchmark through
+`seqlab.benchmarks`. Fields are imported only when their command runs; errors caused by bad input
+(`SeqlabError`) print one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+from seqlab.errors import SeqlabError
+
+
+def _add_ui(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("ui", help="open the MLflow UI on the runs of this directory's store")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--tracking-uri", default=None,
+        help="store to show (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.set_defaults(func=_run_ui)
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from seqlab.tracking.mlflow import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    benches = {ep.name: ep for ep in entry_points(group="seqlab.benchmarks")}
+    parser = subparsers.add_parser("bench", help="run a field's benchmark and write its report")
+    parser.add_argument("field", choices=sorted(benches))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the field's benchmark")
+    parser.set_defaults(func=lambda args: benches[args.field].load()(args.args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqlab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for ep in sorted(entry_points(group="seqlab.commands"), key=lambda e: e.name):
+        ep.load()(subparsers)
+    _add_bench(subparsers)
+    _add_ui(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args) or 0
+    except SeqlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Building blocks shared by every model: attention, transformer layers, embeddings, norms."""
+
+from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention
+from seqlab.nn.blocks import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, activation
+from seqlab.nn.embeddings import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEmbedding,
+    TimeFeatureEmbedding,
+    TimestepEmbedding,
+)
+from seqlab.nn.norms import InstanceStats, RevIN
+
+__all__ = [
+    "NO_MASK",
+    "AttentionMask",
+    "Decoder",
+    "DecoderLayer",
+    "Encoder",
+    "EncoderLayer",
+    "FeedForward",
+    "FullAttention",
+    "InstanceStats",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "RevIN",
+    "SinusoidalPositionalEmbedding",
+    "TimeFeatureEmbedding",
+    "TimestepEmbedding",
+    "activation",
+]

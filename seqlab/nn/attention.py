@@ -1,0 +1,133 @@
+"""Multi-head attention with pluggable kernels.
+
+`MultiHeadAttention` owns the projections (Q, K, V, output) and the head split; the *kernel* owns
+the score computation. A kernel is any module called as
+
+    kernel(q, k, v, mask) -> out        q: (B, H, Lq, E)  k: (B, H, Lk, E)  v: (B, H, Lk, Ev)
+                                        out: (B, H, Lq, Ev)
+
+so ProbSparse (Informer), factorized (FactFormer) and windowed (PDE-Transformer) kernels plug in
+without touching callers. `FullAttention` is the exact kernel, run through
+`torch.nn.functional.scaled_dot_product_attention` (fused CPU/GPU paths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class AttentionMask:
+    """Which keys each query may see. Both parts are optional and combine with AND.
+
+    causal: query i sees keys j <= i (aligned at the start; Lq == Lk expected).
+    key_padding: (B, Lk) bool, True where the key is padding and must be ignored.
+    """
+
+    causal: bool = False
+    key_padding: Tensor | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.causal and self.key_padding is None
+
+    def allowed(self, lq: int, lk: int, device: torch.device) -> Tensor | None:
+        """Boolean (B or 1, 1, Lq, Lk) tensor, True where attention is allowed; None if all is."""
+        allowed = None
+        if self.causal:
+            allowed = torch.ones(lq, lk, dtype=torch.bool, device=device).tril()[None, None]
+        if self.key_padding is not None:
+            keys = ~self.key_padding.to(device=device, dtype=torch.bool)[:, None, None, :]
+            allowed = keys if allowed is None else allowed & keys
+        return allowed
+
+
+NO_MASK = AttentionMask()
+
+
+class FullAttention(nn.Module):
+    """Exact softmax(QK^T / sqrt(E)) V with dropout on the attention weights.
+
+    Queries that may see no key at all (every key padded) return zeros instead of NaN.
+    """
+
+    def __init__(self, dropout: float = 0.0, scale: float | None = None) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.scale = scale
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
+        dropout_p = self.dropout if self.training else 0.0
+        if mask.key_padding is None:
+            # Fast path: the fused kernels build the causal mask themselves.
+            return F.scaled_dot_product_attention(
+                q, k, v, dropout_p=dropout_p, is_causal=mask.causal, scale=self.scale
+            )
+        allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)
+        empty_rows = ~allowed.any(dim=-1, keepdim=True)  # (B, 1, Lq, 1)
+        # A row with no visible key would give NaN (softmax of all -inf): let it see everything,
+        # then zero its output.
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed | empty_rows, dropout_p=dropout_p, scale=self.scale
+        )
+        return out.masked_fill(empty_rows, 0.0)
+
+
+class MultiHeadAttention(nn.Module):
+    """Projections and head split around an attention kernel.
+
+    Args:
+        d_model: model width D.
+        n_heads: number of heads H; each head has width D / H unless `d_head` is given.
+        kernel: the score computation (defaults to `FullAttention()`).
+        d_head: per-head width of queries, keys and values.
+        bias: whether the four projections have a bias.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        kernel: nn.Module | None = None,
+        d_head: int | None = None,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if d_head is None:
+            if d_model % n_heads:
+                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+            d_head = d_model // n_heads
+        self.n_heads = n_heads
+        self.d_head = d_head
+        inner = n_heads * d_head
+        self.q_proj = nn.Linear(d_model, inner, bias=bias)
+        self.k_proj = nn.Linear(d_model, inner, bias=bias)
+        self.v_proj = nn.Linear(d_model, inner, bias=bias)
+        self.out_proj = nn.Linear(inner, d_model, bias=bias)
+        self.kernel = kernel if kernel is not None else FullAttention()
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, length, _ = x.shape
+        return x.view(b, length, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, L, E)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        mask: AttentionMask = NO_MASK,
+    ) -> Tensor:
+        """query: (B, Lq, D); key, value: (B, Lk, D), default to `query` (self-attention)."""
+        key = query if key is None else key
+        value = key if value is None else value
+        q = self._split(self.q_proj(query))
+        k = self._split(self.k_proj(key))
+        v = self._split(self.v_proj(value))
+        out = self.kernel(q, k, v, mask)  # (B, H, Lq, E)
+        b, _, lq, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, lq, self.n_heads * self.d_head)  # (B, Lq, H*E)
+        return self.out_proj(out)

@@ -1,0 +1,146 @@
+"""Transformer layers shared by every model: feed-forward, encoder and decoder layers.
+
+Dropout sits where the reference forecasting code (TSLib, iTransformer, Informer2020) puts it:
+on the attention weights (inside the kernel), on each sub-layer's output before the residual
+sum, and after the feed-forward activation. `norm_first` switches between the post-norm layer of
+those references (`x = norm(x + f(x))`) and the pre-norm layer of GPT-style models
+(`x = x + f(norm(x))`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import Tensor, nn
+
+from seqlab.nn.attention import NO_MASK, AttentionMask, MultiHeadAttention
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: Linear(D->F) -> act -> dropout -> Linear(F->D) -> dropout.
+
+    The references write this as two kernel-size-1 Conv1d layers, which is the same map.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, act: str = "gelu") -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, d_ff),
+            activation(act),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention + feed-forward, each with a residual connection. x: (B, L, D) -> (B, L, D)."""
+
+    def __init__(
+        self,
+        attention: MultiHeadAttention,
+        feed_forward: nn.Module,
+        d_model: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+    ) -> None:
+        super().__init__()
+        self.attention = attention
+        self.feed_forward = feed_forward
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
+        if self.norm_first:
+            x = x + self.dropout(self.attention(self.norm1(x), mask=mask))
+            return x + self.feed_forward(self.norm2(x))
+        x = self.norm1(x + self.dropout(self.attention(x, mask=mask)))
+        return self.norm2(x + self.feed_forward(x))
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, cross-attention to a memory, feed-forward.
+
+    x: (B, Lq, D), memory: (B, Lk, D) -> (B, Lq, D).
+    """
+
+    def __init__(
+        self,
+        self_attention: MultiHeadAttention,
+        cross_attention: MultiHeadAttention,
+        feed_forward: nn.Module,
+        d_model: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attention = self_attention
+        self.cross_attention = cross_attention
+        self.feed_forward = feed_forward
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        self_mask: AttentionMask = AttentionMask(causal=True),
+        memory_mask: AttentionMask = NO_MASK,
+    ) -> Tensor:
+        if self.norm_first:
+            x = x + self.dropout(self.self_attention(self.norm1(x), mask=self_mask))
+            x = x + self.dropout(self.cross_attention(self.norm2(x), memory, mask=memory_mask))
+            return x + self.feed_forward(self.norm3(x))
+        x = self.norm1(x + self.dropout(self.self_attention(x, mask=self_mask)))
+        x = self.norm2(x + self.dropout(self.cross_attention(x, memory, mask=memory_mask)))
+        return self.norm3(x + self.feed_forward(x))
+
+
+class Encoder(nn.Module):
+    """A stack of encoder layers with an optional final norm. x: (B, L, D) -> (B, L, D)."""
+
+    def __init__(self, layers: Sequence[nn.Module], norm: nn.Module | None = None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = norm
+
+    def forward(self, x: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, mask=mask)
+        return self.norm(x) if self.norm is not None else x
+
+
+class Decoder(nn.Module):
+    """A stack of decoder layers with an optional final norm. x: (B, Lq, D) -> (B, Lq, D)."""
+
+    def __init__(self, layers: Sequence[nn.Module], norm: nn.Module | None = None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = norm
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        self_mask: AttentionMask = AttentionMask(causal=True),
+        memory_mask: AttentionMask = NO_MASK,
+    ) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask)
+        return self.norm(x) if self.norm is not None else x

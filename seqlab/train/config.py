@@ -1,0 +1,69 @@
+"""The training settings every field shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is fitted: optimization, schedule, stopping, precision, checkpoints."""
+
+    epochs: int = 10
+    """Maximum number of passes over the training set."""
+    batch_size: int = 32
+    """Training windows per optimizer step."""
+    eval_batch_size: int = 256
+    """Windows per forward pass in validation and test; metrics do not depend on it."""
+    drop_last: bool = False
+    """Drop the last, smaller training batch of each epoch (the references' train loader does)."""
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "type1", "cosine", "onecycle"] = "type1"
+    """`type1`: the references' halving of the rate every epoch after the first two; `cosine`:
+    per-step cosine decay to zero; `onecycle`: torch's OneCycleLR with max_lr = lr."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 over this many optimizer steps (not with `onecycle`)."""
+    onecycle_pct_start: float = 0.3
+    """Fraction of the steps spent increasing the rate under `onecycle`."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value."""
+    patience: int | None = 3
+    """Stop after this many epochs without improvement of `monitor`; None disables early stopping."""
+    monitor: str = "loss"
+    """Validation metric (a key of the task's `evaluate` result) that is minimized."""
+    min_delta: float = 0.0
+    """Smallest decrease of `monitor` that counts as an improvement."""
+    seed: int = 2023
+    device: str = "auto"
+    """"auto" (cuda > mps > cpu) or a torch device string."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast dtype for forward passes; fp16 also uses a gradient scaler."""
+    compile: bool = False
+    """Run the model through torch.compile."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many optimizer steps inside an epoch (always at epoch end)."""
+    log_every: int = 50
+    """Log the training loss every this many optimizer steps."""
+    progress: bool = True
+    """Show a progress bar (only when stderr is a terminal)."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps and self.schedule == "onecycle":
+            raise ValueError("warmup_steps does not combine with schedule 'onecycle', which warms up itself")
+        if not 0 < self.onecycle_pct_start < 1:
+            raise ValueError(f"onecycle_pct_start must be in (0, 1), got {self.onecycle_pct_start}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or null, got {self.patience}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 or null, got {self.checkpoint_every}")
