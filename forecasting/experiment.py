@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,7 @@ class ExperimentResult:
     test: dict[str, float]
     fit: FitResult
     config: ForecastExperimentConfig
+    test_samples_per_second: float
 
 
 def open_tracker(cfg: ForecastExperimentConfig, resume: bool) -> Tracker:
@@ -208,10 +210,12 @@ def run_experiment(
             fingerprint=cfg.fingerprint,
         )
         fit = trainer.fit(data.train, data.val, resume=resume)
+        started = time.perf_counter()
         test = trainer.evaluate(data.test, prefix="test")
-        tracker.log_metrics(test, step=fit.epochs_completed)
+        test_rate = len(data.test) / (time.perf_counter() - started)
         tracker.log_metrics(
-            {"train/samples_per_s": fit.samples_per_second, "train/seconds": fit.train_seconds},
+            {**test, "test/samples_per_s": test_rate, "train/samples_per_s": fit.samples_per_second,
+             "train/seconds": fit.train_seconds},
             step=fit.epochs_completed,
         )
         _write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "test": test,
@@ -221,7 +225,7 @@ def run_experiment(
         tracker.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     tracker.close("FINISHED")
-    return ExperimentResult(tracker.run_id, cfg.run_dir, test, fit, cfg)
+    return ExperimentResult(tracker.run_id, cfg.run_dir, test, fit, cfg, test_rate)
 
 
 def _log_setup(tracker: Tracker, cfg: ForecastExperimentConfig, data: ForecastData, model: Any) -> None:

@@ -40,8 +40,9 @@ class TrainConfig:
     seed: int = 2023
     device: str = "auto"
     """"auto" (cuda > mps > cpu) or a torch device string."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast dtype for forward passes; fp16 also uses a gradient scaler."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype for forward passes; fp16 also uses a gradient scaler. "auto" picks bf16 on
+    hardware with native bf16 matmuls (recent GPUs, CPUs with AVX512-BF16 or AMX), else fp32."""
     compile: bool = False
     """Run the model through torch.compile."""
     checkpoint_every: int | None = None

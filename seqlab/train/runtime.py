@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -13,6 +14,7 @@ from seqlab.errors import ConfigError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -30,6 +32,30 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but CUDA is not available here; use 'auto' or 'cpu'")
     return device
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return any(flag in flags for flag in _CPU_BF16_FLAGS)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """"auto" -> bf16 where the hardware runs it natively, else fp32; anything else unchanged.
+
+    On these CPUs (AVX512-BF16) bf16 autocast trained iTransformer 1.15x faster and tested 1.6x
+    faster at the same test error (docs/benchmarks/forecasting.md); without native bf16 it is slower.
+    """
+    if precision == "auto":
+        return "bf16" if has_fast_bf16(device) else "fp32"
+    return precision  # type: ignore[return-value]
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:

@@ -30,7 +30,14 @@ from seqlab.errors import SeqlabError
 from seqlab.tracking.base import NullTracker, Tracker
 from seqlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seqlab.train.config import TrainConfig
-from seqlab.train.runtime import autocast, rng_state, seed_everything, select_device, set_rng_state
+from seqlab.train.runtime import (
+    autocast,
+    resolve_precision,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+)
 from seqlab.train.schedules import build_scheduler
 from seqlab.train.task import Task, batch_size_of, move_to
 
@@ -111,6 +118,7 @@ class Trainer:
         self.fingerprint = fingerprint
         self.callbacks = list(callbacks)
         self.device = select_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
         self.model = model.to(self.device)
         self.forward_model: nn.Module = torch.compile(self.model) if config.compile else self.model
         self.state = TrainState()
@@ -136,7 +144,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         indices = torch.arange(len(dataset))
-        with torch.no_grad(), autocast(self.device, self.config.precision):
+        with torch.no_grad(), autocast(self.device, self.precision):
             metrics = self.task.evaluate(
                 self.forward_model, self._batches(dataset, indices, self.config.eval_batch_size)
             )
@@ -163,9 +171,10 @@ class Trainer:
                 "with drop_last=True"
             )
         seed_everything(cfg.seed)
+        self.tracker.set_tags({"seqlab.device": str(self.device), "seqlab.precision": self.precision})
         self.optimizer = self._build_optimizer()
         self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.state = TrainState()
         self._restore(resume)
 
@@ -234,7 +243,7 @@ class Trainer:
 
     def _step(self, batch: Any) -> tuple[float, dict[str, float]]:
         cfg, state = self.config, self.state
-        with autocast(self.device, cfg.precision):
+        with autocast(self.device, self.precision):
             out = self.task.training_step(self.forward_model, batch)
         loss, extras = (out, {}) if isinstance(out, Tensor) else out
         value = float(loss.detach())

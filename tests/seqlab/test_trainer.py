@@ -261,7 +261,47 @@ class Payload:
 
 def test_hostile_pickle_does_not_run(tmp_path):
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"format_version": 1, "model": Payload()}))
+    path.write_bytes(pickle.dumps({"format_version": 1, "model": Payload()}, protocol=2))
     with pytest.raises(CheckpointError, match="evil.pt cannot be read"):
         load_checkpoint(path)
     assert not (Path.cwd() / "pwned").exists()
+
+
+# --------------------------------------------------------------------------------- runtime
+def test_device_auto_selection_and_clear_error_for_missing_cuda():
+    from seqlab.config import ConfigError
+    from seqlab.train.runtime import select_device
+
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert select_device("auto").type == expected
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            select_device("cuda")
+    with pytest.raises(ConfigError, match="not a device"):
+        select_device("gpu0")
+
+
+def test_progress_bar_stays_quiet_without_a_terminal(tmp_path, capsys):
+    Trainer(make_model(), LossTask(mse_loss), config(epochs=1, progress=True), tmp_path).fit(regression_data())
+    captured = capsys.readouterr()
+    assert "epoch 1/1" not in captured.err and "it/s" not in captured.err
+
+
+def test_auto_precision_uses_bf16_only_where_it_is_native(monkeypatch):
+    from seqlab.train import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "has_fast_bf16", lambda device: True)
+    assert runtime.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(runtime, "has_fast_bf16", lambda device: False)
+    assert runtime.resolve_precision("auto", cpu) == "fp32"
+    assert runtime.resolve_precision("fp16", cpu) == "fp16"
+
+
+def test_resolved_device_and_precision_are_tagged(tmp_path):
+    tracker = MemoryTracker()
+    Trainer(make_model(), LossTask(mse_loss), config(epochs=1, precision="fp32"), tmp_path, tracker=tracker).fit(
+        regression_data()
+    )
+    assert tracker.tags == {"seqlab.device": "cpu", "seqlab.precision": "fp32"}
