@@ -288,7 +288,8 @@ class Trainer:
                     state.stopped_early = True
                     log.info("early stopping after epoch %d (best epoch %d)", epoch, state.best_epoch)
         state.history.append(record)
-        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch"))
+        shown = {k: v for k, v in record.items() if k in ("train/loss", f"val/{cfg.monitor}", "lr")}
+        log.info("epoch %d/%d: %s", epoch, cfg.epochs, ", ".join(f"{k} {v:.5g}" for k, v in shown.items()))
         state.epoch, state.batch_in_epoch = epoch, 0
         state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
         self._save(LAST)
