@@ -102,8 +102,7 @@ def step_time_probe(precision: str, compile_model: bool, steps: int = 40, warmup
     import torch
 
     from forecasting.data import load_forecast_data
-    from forecasting.experiment import build_config
-    from forecasting.models import MODELS
+    from forecasting.experiment import build_config, build_model
     from forecasting.task import ForecastTask
     from seqlab.train.runtime import autocast
 
@@ -111,7 +110,7 @@ def step_time_probe(precision: str, compile_model: bool, steps: int = 40, warmup
     torch.manual_seed(0)
     cfg = build_config(data="ETTh1", horizon=96)
     data = load_forecast_data("ETTh1", 96, 96)
-    model = MODELS.get("itransformer")(cfg.model)
+    model = build_model(cfg, data.n_variates, data.n_time_features)
     forward = torch.compile(model) if compile_model else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     task = ForecastTask()

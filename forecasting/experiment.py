@@ -161,6 +161,24 @@ def from_raw(raw: dict[str, Any]) -> ForecastExperimentConfig:
     return dataclasses.replace(base, model=model_cfg)
 
 
+DATA_FIELDS = ("n_variates", "n_time_features")
+
+
+def build_model(cfg: ForecastExperimentConfig, n_variates: int, n_time_features: int) -> Any:
+    """Instantiate the model, filling the config fields that describe the data (N, k) from it."""
+    found = {"n_variates": n_variates, "n_time_features": n_time_features}
+    fill = {}
+    for name in DATA_FIELDS:
+        if not hasattr(cfg.model, name):
+            continue
+        value = getattr(cfg.model, name)
+        if value is None:
+            fill[name] = found[name]
+        elif value != found[name]:
+            raise ConfigError(f"model.{name}={value} but the data {cfg.data.name} has {found[name]}")
+    return MODELS.get(cfg.model_name)(dataclasses.replace(cfg.model, **fill))
+
+
 # ------------------------------------------------------------------------------------- running
 @dataclass(frozen=True)
 class ExperimentResult:
@@ -196,7 +214,7 @@ def run_experiment(
         cfg.data.name, cfg.data.seq_len, cfg.data.horizon, cfg.data.data_dir, cfg.data.freq, cfg.data.date_column
     )
     seed_everything(cfg.train.seed)  # the initial weights are part of the experiment
-    model = MODELS.get(cfg.model_name)(cfg.model)
+    model = build_model(cfg, data.n_variates, data.n_time_features)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = tracker if tracker is not None else open_tracker(cfg, resume)
     try:

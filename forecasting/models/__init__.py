@@ -9,6 +9,7 @@ from seqlab.registry import Registry
 MODELS = Registry(
     "forecasting model",
     {
+        "informer": "forecasting.models.informer:Informer",
         "itransformer": "forecasting.models.itransformer:ITransformer",
     },
 )

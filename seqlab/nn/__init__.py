@@ -1,8 +1,9 @@
 """Building blocks shared by every model: attention, transformer layers, embeddings, norms."""
 
-from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention
+from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention, ProbSparseAttention
 from seqlab.nn.blocks import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, activation
 from seqlab.nn.embeddings import (
+    ConvTokenEmbedding,
     LearnedPositionalEmbedding,
     SinusoidalPositionalEmbedding,
     TimeFeatureEmbedding,
@@ -13,6 +14,7 @@ from seqlab.nn.norms import InstanceStats, RevIN
 __all__ = [
     "NO_MASK",
     "AttentionMask",
+    "ConvTokenEmbedding",
     "Decoder",
     "DecoderLayer",
     "Encoder",
@@ -22,6 +24,7 @@ __all__ = [
     "InstanceStats",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
+    "ProbSparseAttention",
     "RevIN",
     "SinusoidalPositionalEmbedding",
     "TimeFeatureEmbedding",

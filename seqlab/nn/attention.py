@@ -13,6 +13,7 @@ without touching callers. `FullAttention` is the exact kernel, run through
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,64 @@ class FullAttention(nn.Module):
         return out.masked_fill(empty_rows, 0.0)
 
 
+class ProbSparseAttention(nn.Module):
+    """Informer's ProbSparse self-attention (Zhou et al., AAAI 2021, arXiv:2012.07436).
+
+    Only the u = factor * ceil(ln Lq) "active" queries get exact attention over all keys. Queries
+    are ranked by a sparsity measure computed on S = factor * ceil(ln Lk) keys sampled per query,
+    M(q) = max_j q.k_j - sum_j q.k_j / Lk (the reference divides the sampled sum by the full Lk).
+    The other, "lazy" queries return mean(V), or with a causal mask the running sum of V (the
+    reference's `cumsum`, kept as is). Matches zhouhaoyi/Informer2020 `models/attn.py: ProbAttention`.
+
+    Deviations (bug fixes):
+    - S and u are at least 1: the reference samples `factor * ceil(ln 1) = 0` keys when Lk = 1
+      (e.g. pred_len=1 with label_len=0) and fails.
+    - Sampling is reproducible: in training it draws from torch's global generator (seeded by the
+      Trainer); in eval mode from a generator seeded with `eval_seed`, so one model gives the same
+      forecast every time it is asked.
+    """
+
+    def __init__(self, factor: int = 5, scale: float | None = None, eval_seed: int = 0) -> None:
+        super().__init__()
+        if factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        self.factor = factor
+        self.scale = scale
+        self.eval_seed = eval_seed
+
+    def _count(self, length: int) -> int:
+        return min(length, max(1, self.factor * math.ceil(math.log(length))))
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
+        if mask.key_padding is not None:
+            raise ValueError("ProbSparse attention does not support key padding masks")
+        b, h, lq, e = q.shape
+        lk = k.shape[-2]
+        if mask.causal and lq != lk:
+            raise ValueError(f"causal ProbSparse attention needs as many queries as keys, got {lq} and {lk}")
+        n_sample, n_top = self._count(lk), self._count(lq)
+        generator = None if self.training else torch.Generator(q.device).manual_seed(self.eval_seed)
+        sample = torch.randint(lk, (lq, n_sample), generator=generator, device=q.device)  # (Lq, S)
+
+        k_sample = k[:, :, sample]  # (B, H, Lq, S, E): the keys sampled for each query
+        qk_sample = torch.einsum("bhle,bhlse->bhls", q, k_sample)
+        sparsity = qk_sample.amax(dim=-1) - qk_sample.sum(dim=-1) / lk  # (B, H, Lq)
+        top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # (B, H, u)
+
+        q_top = q.gather(2, top[..., None].expand(-1, -1, -1, e))  # (B, H, u, E)
+        scale = self.scale if self.scale is not None else 1.0 / math.sqrt(e)
+        scores = (q_top @ k.transpose(-2, -1)) * scale  # (B, H, u, Lk)
+        if mask.causal:
+            future = torch.arange(lk, device=q.device) > top[..., None]  # (B, H, u, Lk)
+            scores = scores.masked_fill(future, float("-inf"))
+            context = v.cumsum(dim=-2)  # (B, H, Lq, Ev)
+        else:
+            context = v.mean(dim=-2, keepdim=True).expand(b, h, lq, v.shape[-1])
+        active = torch.softmax(scores, dim=-1) @ v  # (B, H, u, Ev)
+        index = top[..., None].expand(-1, -1, -1, v.shape[-1])
+        return context.scatter(2, index, active.to(context.dtype))
+
+
 class MultiHeadAttention(nn.Module):
     """Projections and head split around an attention kernel.
 
@@ -86,6 +145,9 @@ class MultiHeadAttention(nn.Module):
         kernel: the score computation (defaults to `FullAttention()`).
         d_head: per-head width of queries, keys and values.
         bias: whether the four projections have a bias.
+        mix: read the kernel's (B, H, L, E) output as (B, L, H*E) without moving the head axis
+            back, as Informer's `mix=True` decoder self-attention does (it interleaves heads and
+            positions; kept for faithfulness).
     """
 
     def __init__(
@@ -95,6 +157,7 @@ class MultiHeadAttention(nn.Module):
         kernel: nn.Module | None = None,
         d_head: int | None = None,
         bias: bool = True,
+        mix: bool = False,
     ) -> None:
         super().__init__()
         if d_head is None:
@@ -109,6 +172,7 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, inner, bias=bias)
         self.out_proj = nn.Linear(inner, d_model, bias=bias)
         self.kernel = kernel if kernel is not None else FullAttention()
+        self.mix = mix
 
     def _split(self, x: Tensor) -> Tensor:
         b, length, _ = x.shape
@@ -129,5 +193,7 @@ class MultiHeadAttention(nn.Module):
         v = self._split(self.v_proj(value))
         out = self.kernel(q, k, v, mask)  # (B, H, Lq, E)
         b, _, lq, _ = out.shape
-        out = out.transpose(1, 2).reshape(b, lq, self.n_heads * self.d_head)  # (B, Lq, H*E)
+        if not self.mix:
+            out = out.transpose(1, 2)  # (B, Lq, H, E)
+        out = out.reshape(b, lq, self.n_heads * self.d_head)  # (B, Lq, H*E)
         return self.out_proj(out)

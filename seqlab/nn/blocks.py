@@ -113,16 +113,30 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A stack of encoder layers with an optional final norm. x: (B, L, D) -> (B, L, D)."""
+    """A stack of encoder layers with an optional final norm. x: (B, L, D) -> (B, L', D).
 
-    def __init__(self, layers: Sequence[nn.Module], norm: nn.Module | None = None) -> None:
+    `between` holds one module per gap between layers (len(layers) - 1), applied after each layer
+    but the last, e.g. Informer's distilling convolution that halves the length.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        norm: nn.Module | None = None,
+        between: Sequence[nn.Module] = (),
+    ) -> None:
         super().__init__()
+        if between and len(between) != len(layers) - 1:
+            raise ValueError(f"need {len(layers) - 1} modules between {len(layers)} layers, got {len(between)}")
         self.layers = nn.ModuleList(layers)
+        self.between = nn.ModuleList(between)
         self.norm = norm
 
     def forward(self, x: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x = layer(x, mask=mask)
+            if i < len(self.between):
+                x = self.between[i](x)
         return self.norm(x) if self.norm is not None else x
 
 

@@ -76,3 +76,19 @@ class TimeFeatureEmbedding(nn.Module):
 
     def forward(self, marks: Tensor) -> Tensor:
         return self.proj(marks)
+
+
+class ConvTokenEmbedding(nn.Module):
+    """Value embedding of multivariate series by a width-3 circular convolution over time.
+
+    x: (B, L, N) -> (B, L, D). The token embedding of Informer, Autoformer and their successors;
+    Kaiming-normal init (fan_in, leaky_relu) as in their reference code.
+    """
+
+    def __init__(self, n_variates: int, d_model: int, bias: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(n_variates, d_model, kernel_size=3, padding=1, padding_mode="circular", bias=bias)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_in", nonlinearity="leaky_relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x.transpose(1, 2)).transpose(1, 2)

@@ -10,8 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from forecasting.data import DataError
-from forecasting.experiment import PRESET_DIR, build_config, run_experiment
-from forecasting.models import MODELS
+from forecasting.experiment import PRESET_DIR, build_config, build_model, run_experiment
 from seqlab.cli import main
 from seqlab.config import ConfigError, load_yaml
 from seqlab.registry import UnknownNameError
@@ -57,7 +56,7 @@ def preset_cases():
 @pytest.mark.parametrize(("model", "dataset", "horizon"), list(preset_cases()))
 def test_every_preset_loads_and_builds(model, dataset, horizon):
     cfg = build_config(model=model, data=dataset, horizon=horizon)
-    net = MODELS.get(cfg.model_name)(cfg.model)
+    net = build_model(cfg, n_variates=7, n_time_features=4)
     x = torch.randn(2, cfg.data.seq_len, 7)
     assert net(x).shape == (2, horizon, 7)
 

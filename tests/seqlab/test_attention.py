@@ -102,3 +102,57 @@ def test_kernels_are_pluggable():
     mask = AttentionMask(causal=True)
     mha(torch.randn(1, 5, 8), mask=mask)
     assert kernel.seen == ((1, 2, 5, 4), (1, 2, 5, 4), (1, 2, 5, 4), mask)
+
+
+# --------------------------------------------------------------------------------- ProbSparse
+from seqlab.nn import ProbSparseAttention  # noqa: E402
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_probsparse_equals_full_attention_when_every_query_is_active(causal):
+    q, k, v = qkv(lq=8, lk=8)
+    kernel = ProbSparseAttention(factor=10).eval()  # 10 * ceil(ln 8) >= 8: all queries active
+    mask = AttentionMask(causal=causal)
+    torch.testing.assert_close(kernel(q, k, v, mask), FullAttention()(q, k, v, mask))
+
+
+def test_probsparse_lazy_queries_get_the_mean_or_running_sum_of_values():
+    q, k, v = qkv(b=1, h=1, lq=30, lk=30)
+    kernel = ProbSparseAttention(factor=1).eval()  # u = ceil(ln 30) = 4 active queries
+    out = kernel(q, k, v)
+    full = FullAttention()(q, k, v)
+    exact = torch.isclose(out, full).all(dim=-1)[0, 0]
+    lazy = torch.isclose(out, v.mean(dim=-2, keepdim=True).expand_as(out)).all(dim=-1)[0, 0]
+    assert exact.sum() == 4 and (exact | lazy).all()
+    mask = AttentionMask(causal=True)
+    causal_out = kernel(q, k, v, mask)
+    running = torch.isclose(causal_out, v.cumsum(dim=-2)).all(dim=-1)[0, 0]
+    exact = torch.isclose(causal_out, FullAttention()(q, k, v, mask)).all(dim=-1)[0, 0]
+    assert (exact | running).all() and running.sum() >= 30 - 4  # position 0 is both
+
+
+def test_probsparse_handles_a_single_key_that_the_reference_cannot():
+    q, k, v = qkv(lq=1, lk=1)
+    out = ProbSparseAttention(factor=5).eval()(q, k, v, AttentionMask(causal=True))
+    torch.testing.assert_close(out, v)
+
+
+def test_probsparse_is_reproducible():
+    q, k, v = qkv(lq=40, lk=40)
+    kernel = ProbSparseAttention(factor=1)
+    kernel.eval()
+    torch.testing.assert_close(kernel(q, k, v), kernel(q, k, v))  # fixed generator at inference
+    kernel.train()
+    torch.manual_seed(3)
+    first = kernel(q, k, v)
+    torch.manual_seed(3)
+    assert torch.equal(first, kernel(q, k, v))  # the seeded global generator in training
+
+
+def test_mix_reads_heads_and_positions_interleaved_like_informer():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d_model=8, n_heads=2, mix=True).eval()
+    x = torch.randn(1, 3, 8)
+    split = lambda t: t.view(1, 3, 2, 4).transpose(1, 2)  # noqa: E731
+    heads = naive_attention(split(mha.q_proj(x)), split(mha.k_proj(x)), split(mha.v_proj(x)))  # (1, 2, 3, 4)
+    torch.testing.assert_close(mha(x), mha.out_proj(heads.reshape(1, 3, 8)))
