@@ -15,7 +15,8 @@ Reference behaviour matched: zhouhaoyi/Informer2020@29f2a73 `models/model.py`, `
 `models/encoder.py`, `models/decoder.py`, `models/embed.py`, `exp/exp_informer.py` (decoder input).
 `variant="tslib"` switches to the Time-Series-Library port (thuml/Time-Series-Library@4e938a1
 `models/Informer.py`): ProbSparse also in cross-attention, the head-interleaving `mix` read in
-every ProbSparse layer, distilling padding 2 (96 -> 98 -> 49) and a bias-free token convolution.
+every ProbSparse layer, distilling padding 2 (96 -> 98 -> 49) and bias-free value and time-feature
+embeddings.
 
 Deviations (bug fixes, see `seqlab.nn.ProbSparseAttention`):
 - ProbSparse samples at least one key and keeps at least one query, so pred_len=1 with
@@ -101,7 +102,7 @@ class DataEmbedding(nn.Module):
         super().__init__()
         self.value = ConvTokenEmbedding(n_variates, d_model, bias=bias)
         self.position = SinusoidalPositionalEmbedding(d_model)
-        self.time = TimeFeatureEmbedding(n_time_features, d_model) if n_time_features else None
+        self.time = TimeFeatureEmbedding(n_time_features, d_model, bias=bias) if n_time_features else None
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, marks: Tensor | None) -> Tensor:

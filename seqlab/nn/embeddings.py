@@ -67,12 +67,12 @@ class TimestepEmbedding(nn.Module):
 class TimeFeatureEmbedding(nn.Module):
     """Linear map of k continuous calendar features (the references' `timeF` embedding).
 
-    marks: (B, L, k) -> (B, L, D). No bias, as in Informer2020 and TSLib.
+    marks: (B, L, k) -> (B, L, D). Informer2020 uses a bias, Time-Series-Library does not.
     """
 
-    def __init__(self, n_features: int, d_model: int) -> None:
+    def __init__(self, n_features: int, d_model: int, bias: bool = True) -> None:
         super().__init__()
-        self.proj = nn.Linear(n_features, d_model, bias=False)
+        self.proj = nn.Linear(n_features, d_model, bias=bias)
 
     def forward(self, marks: Tensor) -> Tensor:
         return self.proj(marks)

@@ -60,6 +60,5 @@ def test_positional_embeddings_reject_long_sequences():
 
 def test_timestep_and_time_feature_embedding_shapes():
     assert TimestepEmbedding(100, 8)(torch.randint(0, 100, (2, 5))).shape == (2, 5, 8)
-    tfe = TimeFeatureEmbedding(4, 8)
-    assert tfe(torch.rand(2, 5, 4)).shape == (2, 5, 8)
-    assert tfe.proj.bias is None
+    assert TimeFeatureEmbedding(4, 8)(torch.rand(2, 5, 4)).shape == (2, 5, 8)
+    assert TimeFeatureEmbedding(4, 8, bias=False).proj.bias is None
