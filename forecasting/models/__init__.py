@@ -9,7 +9,9 @@ from seqlab.registry import Registry
 MODELS = Registry(
     "forecasting model",
     {
+        "dlinear": "forecasting.models.dlinear:DLinear",
         "informer": "forecasting.models.informer:Informer",
         "itransformer": "forecasting.models.itransformer:ITransformer",
+        "patchtst": "forecasting.models.patchtst:PatchTST",
     },
 )
