@@ -130,6 +130,17 @@ def step_time_probe(precision: str, compile_model: bool, steps: int = 40, warmup
     return {"precision": precision, "compile": compile_model, "ms_per_step": ms, "warmup_seconds": first_steps}
 
 
+def _datasets(args: argparse.Namespace, model: str) -> list[str]:
+    """Explicit --datasets, ETTh1 with --quick, else every dataset with a preset for the model."""
+    from forecasting.experiment import PRESET_DIR
+
+    if args.datasets:
+        return args.datasets
+    if args.quick:
+        return ["ETTh1"]
+    return sorted(path.stem for path in (PRESET_DIR / model).glob("*.yaml"))
+
+
 def _in_fresh_process(fn, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
@@ -231,9 +242,10 @@ def write_report(rows: list[dict], probes: list[dict], command: str, path: Path)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seqlab bench forecasting", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="iTransformer on ETTh1, H=96 and 192 (the default set)")
-    parser.add_argument("--datasets", nargs="+", default=["ETTh1"])
-    parser.add_argument("--horizons", nargs="+", type=int, default=[96, 192])
+    parser.add_argument("--quick", action="store_true",
+                        help="only ETTh1 at H=96 and 192 (default: every dataset with a preset, H=96..720)")
+    parser.add_argument("--datasets", nargs="+", default=None)
+    parser.add_argument("--horizons", nargs="+", type=int, default=None)
     parser.add_argument("--models", nargs="+", default=["itransformer"])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
@@ -242,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
     command = "seqlab bench forecasting " + " ".join(argv or [])
+    horizons = args.horizons or ([96, 192] if args.quick else [96, 192, 336, 720])
 
-    cases = [Case(m, d, h, s, p) for m in args.models for d in args.datasets for h in args.horizons
+    cases = [Case(m, d, h, s, p) for m in args.models for d in _datasets(args, m) for h in horizons
              for p in args.precisions for s in args.seeds]
     rows = []
     for i, case in enumerate(cases, 1):

@@ -42,16 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from forecasting.experiment import build_config, run_experiment
-    from seqlab.config import parse_overrides, set_dotted
+    from seqlab.config import merge, parse_overrides, set_dotted
 
-    overrides = parse_overrides(args.overrides)
-    for flag, key in (("seq_len", "data.seq_len"), ("data_dir", "data.data_dir"), ("epochs", "train.epochs"),
+    # Flags first, KEY=VALUE overrides last: the most specific setting wins.
+    flags: dict = {}
+    for flag, key in (("model", "model.name"), ("data", "data.name"), ("horizon", "data.horizon"),
+                      ("seq_len", "data.seq_len"), ("data_dir", "data.data_dir"), ("epochs", "train.epochs"),
                       ("seed", "train.seed"), ("output_dir", "output_dir")):
         if getattr(args, flag) is not None:
-            set_dotted(overrides, key, getattr(args, flag))
+            set_dotted(flags, key, getattr(args, flag))
     if args.no_track:
-        set_dotted(overrides, "tracking.enabled", False)
-    cfg = build_config(args.model, args.data, args.horizon, args.config, overrides)
+        set_dotted(flags, "tracking.enabled", False)
+    cfg = build_config(config_file=args.config, overrides=merge(flags, parse_overrides(args.overrides)))
     d = cfg.data
     print(f"training {cfg.model_name} on {d.name} (L={d.seq_len}, H={d.horizon}) for up to "
           f"{cfg.train.epochs} epochs; run folder {cfg.run_dir}")

@@ -123,7 +123,9 @@ def read_wide(path: str | Path, date_column: str = "date", duplicate_timestamps:
         if path.suffix.lower() == ".parquet":
             frame = pl.read_parquet(path)
         else:
-            frame = pl.read_csv(path, try_parse_dates=True, infer_schema_length=10_000)
+            # Every cell as text: types are checked below over all rows, so a bad cell anywhere
+            # is reported with its column and row (schema inference would stop at a guess).
+            frame = pl.read_csv(path, infer_schema_length=0)
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DataError(f"{path}: cannot be read as a table ({exc.__class__.__name__}: {exc})") from None
     if date_column not in frame.columns:
@@ -143,17 +145,14 @@ def read_wide(path: str | Path, date_column: str = "date", duplicate_timestamps:
 
 
 def _parse_dates(column: pl.Series, path: Path, name: str) -> pl.Series:
-    if column.dtype == pl.Date:
-        column = column.cast(pl.Datetime("us"))
-    if isinstance(column.dtype, pl.Datetime):
-        if column.null_count():
-            raise DataError(f"{path}: column {name!r} row {column.is_null().arg_max() + 1}: missing timestamp")
-        return column.dt.replace_time_zone(None) if column.dtype.time_zone else column
-    text = column.cast(pl.String, strict=False)
-    attempts = [text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATE_FORMATS]
+    if column.null_count():
+        raise DataError(f"{path}: column {name!r} row {column.is_null().arg_max() + 1}: missing timestamp")
+    text = column.cast(pl.String)
+    inferred = text.str.to_datetime(time_unit="us", strict=False)  # ISO 8601 and polars' own patterns
+    attempts = [inferred, *(text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATE_FORMATS)]
     best = min(attempts, key=lambda parsed: parsed.null_count())
     if best.null_count() == 0:
-        return best
+        return best.dt.replace_time_zone(None) if best.dtype.time_zone else best
     row = best.is_null().arg_max()  # first value the most successful format could not read
     raise DataError(
         f"{path}: column {name!r} row {row + 1}: cannot parse {text[row]!r} as a timestamp; "

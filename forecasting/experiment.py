@@ -74,8 +74,11 @@ class ForecastExperimentConfig:
     """Runs write their checkpoints and results under <output_dir>/<run key>/."""
 
     def as_dict(self) -> dict[str, Any]:
+        """Nested dict that `from_raw` reads back; model keys derived from the data are left out."""
         out = to_dict(self)
-        out["model"] = {"name": out.pop("model_name"), **out["model"]}
+        model = {k: v for k, v in (out["model"] or {}).items() if k not in ("seq_len", "horizon")}
+        model = {k: v for k, v in model.items() if not (k in DATA_FIELDS and v is None)}
+        out["model"] = {"name": out.pop("model_name"), **model}
         return out
 
     @property
@@ -213,6 +216,9 @@ def run_experiment(
     data = load_forecast_data(
         cfg.data.name, cfg.data.seq_len, cfg.data.horizon, cfg.data.data_dir, cfg.data.freq, cfg.data.date_column
     )
+    if not resume and (cfg.run_dir / "last.pt").exists():
+        log.warning("%s holds checkpoints of an earlier run of this config; starting afresh replaces them "
+                    "(pass resume to continue that run instead)", cfg.run_dir)
     seed_everything(cfg.train.seed)  # the initial weights are part of the experiment
     model = build_model(cfg, data.n_variates, data.n_time_features)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)

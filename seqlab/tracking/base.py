@@ -122,20 +122,21 @@ def environment_tags() -> dict[str, str]:
         "python.version": platform.python_version(),
         "host.machine": platform.machine(),
     }
-    commit = _git_commit()
+    commit = _git("rev-parse", "HEAD")
     if commit:
         tags["mlflow.source.git.commit"] = commit
+        tags["seqlab.git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower()
     return tags
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
+    """Output of a git command in the source tree of seqlab, or None outside a checkout."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
+            ["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
         )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip()

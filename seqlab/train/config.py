@@ -26,7 +26,8 @@ class TrainConfig:
     """`type1`: the references' halving of the rate every epoch after the first two; `cosine`:
     per-step cosine decay to zero; `onecycle`: torch's OneCycleLR with max_lr = lr."""
     warmup_steps: int = 0
-    """Linear warm-up from 0 over this many optimizer steps (not with `onecycle`)."""
+    """Linear warm-up over this many optimizer steps: step i (from 0) runs at lr * (i + 1) / warmup_steps
+    (not with `onecycle`, which warms up itself)."""
     onecycle_pct_start: float = 0.3
     """Fraction of the steps spent increasing the rate under `onecycle`."""
     grad_clip: float | None = None

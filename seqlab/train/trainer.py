@@ -179,8 +179,6 @@ class Trainer:
         self._restore(resume)
 
         state = self.state
-        if state.stopped_early or state.epoch >= cfg.epochs:
-            log.info("checkpoint says training already finished (epoch %d); nothing to resume", state.epoch)
         while state.epoch < cfg.epochs and not state.stopped_early:
             self._train_epoch(train_data, steps_per_epoch)
             self._end_epoch(val_data)
@@ -332,5 +330,8 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at epoch %d, batch %d", path, self.state.epoch + 1, self.state.batch_in_epoch)
+        if self.state.stopped_early or self.state.epoch >= self.config.epochs:
+            log.info("%s: training had finished (%d epochs); restoring its best weights", path, self.state.epoch)
+        else:
+            log.info("resumed from %s at epoch %d, batch %d", path, self.state.epoch + 1, self.state.batch_in_epoch)
 

@@ -75,6 +75,16 @@ def test_layers_config_file_then_overrides(tmp_path):
     assert cfg.train.lr == 5e-4 and cfg.train.epochs == 2 and cfg.model_name == "itransformer"
 
 
+def test_logged_config_yaml_reads_back_to_the_same_experiment(tmp_path):
+    from forecasting.experiment import to_yaml_experiment
+
+    cfg = build_config(data="ETTh1", horizon=336, overrides={"train": {"epochs": 2}})
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml_experiment(cfg))
+    again = build_config(config_file=path)
+    assert again == cfg and again.fingerprint == cfg.fingerprint
+
+
 def test_bad_config_key_is_named():
     with pytest.raises(ConfigError, match=r"unknown config key 'train\.lrr'"):
         build_config(overrides={"train": {"lrr": 1}})
