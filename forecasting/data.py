@@ -128,25 +128,35 @@ def read_wide(path: str | Path, date_column: str = "date", duplicate_timestamps:
             frame = pl.read_csv(path, infer_schema_length=0)
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DataError(f"{path}: cannot be read as a table ({exc.__class__.__name__}: {exc})") from None
+    return validate_wide(frame, str(path), date_column, duplicate_timestamps)
+
+
+def validate_wide(
+    frame: pl.DataFrame, source: str, date_column: str = "date", duplicate_timestamps: Duplicates = "error"
+) -> pl.DataFrame:
+    """Check a wide frame and return it with Datetime dates and Float64 series.
+
+    `source` names the data in messages (a file path, or "DataFrame").
+    """
     if date_column not in frame.columns:
         raise DataError(
-            f"{path}: no {date_column!r} column; columns are {frame.columns}. "
+            f"{source}: no {date_column!r} column; columns are {frame.columns}. "
             f"The timestamp column must be named {date_column!r} (or pass its name as date_column)"
         )
     if frame.height == 0:
-        raise DataError(f"{path}: has a header but no rows")
+        raise DataError(f"{source}: has a header but no rows")
     series = [c for c in frame.columns if c != date_column]
     if not series:
-        raise DataError(f"{path}: has only the {date_column!r} column; expected one numeric column per series")
-    dates = _parse_dates(frame[date_column], path, date_column)
-    frame = frame.with_columns([dates.alias(date_column), *(_to_float(frame[c], path) for c in series)])
-    _check_increasing(frame[date_column], path, date_column, duplicate_timestamps)
+        raise DataError(f"{source}: has only the {date_column!r} column; expected one numeric column per series")
+    dates = _parse_dates(frame[date_column], source, date_column)
+    frame = frame.with_columns([dates.alias(date_column), *(_to_float(frame[c], source) for c in series)])
+    _check_increasing(frame[date_column], source, date_column, duplicate_timestamps)
     return frame
 
 
-def _parse_dates(column: pl.Series, path: Path, name: str) -> pl.Series:
+def _parse_dates(column: pl.Series, source: str, name: str) -> pl.Series:
     if column.null_count():
-        raise DataError(f"{path}: column {name!r} row {column.is_null().arg_max() + 1}: missing timestamp")
+        raise DataError(f"{source}: column {name!r} row {column.is_null().arg_max() + 1}: missing timestamp")
     text = column.cast(pl.String)
     inferred = text.str.to_datetime(time_unit="us", strict=False)  # ISO 8601 and polars' own patterns
     attempts = [inferred, *(text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATE_FORMATS)]
@@ -155,32 +165,32 @@ def _parse_dates(column: pl.Series, path: Path, name: str) -> pl.Series:
         return best.dt.replace_time_zone(None) if best.dtype.time_zone else best
     row = best.is_null().arg_max()  # first value the most successful format could not read
     raise DataError(
-        f"{path}: column {name!r} row {row + 1}: cannot parse {text[row]!r} as a timestamp; "
+        f"{source}: column {name!r} row {row + 1}: cannot parse {text[row]!r} as a timestamp; "
         "expected e.g. '2016-07-01 00:00:00' or '1990/1/1 0:00'"
     )
 
 
-def _to_float(column: pl.Series, path: Path) -> pl.Series:
+def _to_float(column: pl.Series, source: str) -> pl.Series:
     name = column.name
     if column.dtype == pl.Boolean or not (column.dtype.is_numeric() or column.dtype == pl.String):
-        raise DataError(f"{path}: column {name!r} has type {column.dtype}; expected numbers")
+        raise DataError(f"{source}: column {name!r} has type {column.dtype}; expected numbers")
     values = column.cast(pl.Float64, strict=False)
     bad = values.is_null() | values.is_nan() | values.is_infinite()
     if bad.any():
         row = bad.arg_max()
         raw = column[row]
         what = "is empty" if raw is None else f"holds {raw!r}, which is not a finite number"
-        raise DataError(f"{path}: column {name!r} row {row + 1} {what}; expected a finite number in every cell")
+        raise DataError(f"{source}: column {name!r} row {row + 1} {what}; expected a finite number in every cell")
     return values
 
 
-def _check_increasing(dates: pl.Series, path: Path, name: str, duplicates: Duplicates) -> None:
+def _check_increasing(dates: pl.Series, source: str, name: str, duplicates: Duplicates) -> None:
     step = dates.diff().dt.total_microseconds()
     bad = (step < 0) if duplicates == "keep" else (step <= 0)
     if bad.any():
         row = bad.arg_max()  # 0-based index of the offending row
         raise DataError(
-            f"{path}: column {name!r} is not strictly increasing: row {row + 1} ({dates[row]}) "
+            f"{source}: column {name!r} is not strictly increasing: row {row + 1} ({dates[row]}) "
             f"follows row {row} ({dates[row - 1]}); sort the file and remove duplicate timestamps"
         )
 
@@ -248,18 +258,26 @@ class ForecastBatch(NamedTuple):
 
 
 class WindowDataset(Dataset):
-    """All stride-1 windows of one split. values: (T, N), marks: (T, k)."""
+    """Windows over the rows of values: (T, N) with calendar features marks: (T, k).
 
-    def __init__(self, values: Tensor, marks: Tensor, seq_len: int, horizon: int) -> None:
+    `starts` lists the first row of every window; by default every row that leaves room for
+    L + H steps (stride 1). Several series stacked into one tensor pass the starts of each, so no
+    window crosses from one series into the next.
+    """
+
+    def __init__(
+        self, values: Tensor, marks: Tensor, seq_len: int, horizon: int, starts: Tensor | None = None
+    ) -> None:
         self.values = values
         self.marks = marks
         self.seq_len = seq_len
         self.horizon = horizon
+        self.starts = torch.arange(max(0, len(values) - seq_len - horizon + 1)) if starts is None else starts
         self._past = torch.arange(seq_len)
         self._future = torch.arange(seq_len, seq_len + horizon)
 
     def __len__(self) -> int:
-        return max(0, len(self.values) - self.seq_len - self.horizon + 1)
+        return len(self.starts)
 
     def __getitem__(self, index: int) -> ForecastBatch:
         if not 0 <= index < len(self):
@@ -268,8 +286,8 @@ class WindowDataset(Dataset):
 
     def get_batch(self, indices: Tensor) -> ForecastBatch:
         """Gather a batch of windows in one indexing operation."""
-        past = indices[:, None] + self._past  # (B, L) row numbers
-        future = indices[:, None] + self._future  # (B, H)
+        first = self.starts[indices][:, None]  # (B, 1)
+        past, future = first + self._past, first + self._future  # (B, L), (B, H) row numbers
         return ForecastBatch(self.values[past], self.marks[past], self.values[future], self.marks[future])
 
 
@@ -317,7 +335,7 @@ def load_forecast_data(
                 f"{path}: the {split} split (rows {start + 1}..{end}, {end - start} rows) is shorter than "
                 f"seq_len + horizon = {seq_len} + {horizon}; use a shorter look-back or horizon, or more data"
             )
-    values = frame.select(columns).to_numpy().astype(np.float64)
+    values = np.ascontiguousarray(frame.select(columns).to_numpy(), dtype=np.float64)
     scaler = StandardScaler.fit(values[borders.train[0] : borders.train[1]])
     scaled = torch.from_numpy(scaler.transform(values).astype(np.float32))
     dates = frame[date_column]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
@@ -31,6 +34,39 @@ def loss_curves(history: list[dict[str, float]]) -> Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One series in one window: look-back, truth and forecast, each with its x positions."""
+
+    title: str
+    past_x: Sequence
+    past: Sequence[float]
+    future_x: Sequence
+    truth: Sequence[float]
+    forecast: Sequence[float]
+
+
+def forecast_panels(panels: list[Panel], title: str, ncols: int = 4) -> Figure:
+    """A grid of look-back (grey), truth (black) and forecast (red) plots."""
+    ncols = min(ncols, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.2 * nrows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        ax.plot(panel.past_x, panel.past, color="0.4", lw=1, label="look-back")
+        ax.plot(panel.future_x, panel.truth, color="black", lw=1, label="truth")
+        ax.plot(panel.future_x, panel.forecast, color="tab:red", lw=1, label="forecast")
+        ax.set_title(panel.title, fontsize=8)
+        ax.tick_params(labelsize=6)
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def test_forecasts(
     model: nn.Module, data: ForecastData, device: torch.device, n_windows: int = 3, max_variates: int = 4
 ) -> Figure:
@@ -44,27 +80,15 @@ def test_forecasts(
     model.eval()
     with torch.no_grad():
         pred = model(*(t.to(device) for t in (batch.x, batch.x_mark, batch.y_mark))).float().cpu().numpy()
-    x = data.scaler.inverse(batch.x.numpy())
-    y = data.scaler.inverse(batch.y.numpy())
-    pred = data.scaler.inverse(pred)
-    variates = list(range(data.n_variates))[-max_variates:]
+    x, y, pred = (data.scaler.inverse(a) for a in (batch.x.numpy(), batch.y.numpy(), pred))
     seq_len, horizon = x.shape[1], y.shape[1]
-    fig, axes = plt.subplots(len(windows), len(variates), figsize=(3.2 * len(variates), 2.2 * len(windows)),
-                             squeeze=False)
+    past, future = np.arange(seq_len), np.arange(seq_len, seq_len + horizon)
+    variates = list(range(data.n_variates))[-max_variates:]
     start = data.borders.test[0]
-    for row, w in enumerate(windows):
-        for col, v in enumerate(variates):
-            ax = axes[row, col]
-            past, future = np.arange(seq_len), np.arange(seq_len, seq_len + horizon)
-            ax.plot(past, x[row, :, v], color="0.4", lw=1, label="look-back")
-            ax.plot(future, y[row, :, v], color="black", lw=1, label="truth")
-            ax.plot(future, pred[row, :, v], color="tab:red", lw=1, label="forecast")
-            if row == 0:
-                ax.set_title(data.columns[v], fontsize=9)
-            if col == 0:
-                ax.set_ylabel(str(data.dates[int(start + w + seq_len)])[:16], fontsize=7)
-            ax.tick_params(labelsize=7)
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(f"{data.name}: test forecasts (original units)", fontsize=10)
-    fig.tight_layout()
-    return fig
+    panels = [
+        Panel(f"{data.columns[v]} @ {str(data.dates[int(start + w + seq_len)])[:16]}", past, x[row, :, v],
+              future, y[row, :, v], pred[row, :, v])
+        for row, w in enumerate(windows)
+        for v in variates
+    ]
+    return forecast_panels(panels, f"{data.name}: test forecasts (original units)", ncols=len(variates))
