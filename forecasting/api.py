@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -82,23 +82,27 @@ def to_polars(df: Any) -> pl.DataFrame:
     raise DataError(f"expected a polars or pandas DataFrame, got {type(df).__name__}")
 
 
-def read_frame(df: Any, date_column: str = "date", layout: Layout | None = None) -> tuple[Layout, list[Block]]:
+def read_frame(
+    df: Any, date_column: str = "date", layout: Layout | None = None, missing: Mapping[str, Any] | None = None
+) -> tuple[Layout, list[Block]]:
     """Validate a wide or long frame and split it into aligned blocks.
 
     With `layout` (from a fitted Forecaster) the frame must have the same form and series.
+    `missing` passes missing_values / fill_missing on to `validate_wide`.
     """
+    missing = dict(missing or {})
     frame = to_polars(df)
     is_long = set(LONG_COLUMNS) <= set(frame.columns)
     if layout is not None and is_long != (layout.kind == "long"):
         expected = "long (unique_id, ds, y)" if layout.kind == "long" else f"wide ({layout.time_column} + series)"
         raise DataError(f"DataFrame: the model was fitted on a {expected} frame; got columns {frame.columns}")
     if not is_long:
-        frame = validate_wide(frame, "DataFrame", date_column)
+        frame = validate_wide(frame, "DataFrame", date_column, **missing)
         names = tuple(c for c in frame.columns if c != date_column)
         found = Layout("wide", names, False, date_column)
         blocks = [Block(names, frame[date_column], frame.select(names).to_numpy())]
     else:
-        found, blocks = _read_long(frame)
+        found, blocks = _read_long(frame, missing)
     if layout is not None:
         unknown = sorted(set(found.series) - set(layout.series))
         missing = sorted(set(layout.series) - set(found.series))
@@ -112,7 +116,7 @@ def read_frame(df: Any, date_column: str = "date", layout: Layout | None = None)
     return found, blocks
 
 
-def _read_long(frame: pl.DataFrame) -> tuple[Layout, list[Block]]:
+def _read_long(frame: pl.DataFrame, missing: Mapping[str, Any]) -> tuple[Layout, list[Block]]:
     extra = [c for c in frame.columns if c not in LONG_COLUMNS]
     if extra:
         raise DataError(f"DataFrame: unexpected columns {extra} in a long frame; expected exactly unique_id, ds, y")
@@ -126,7 +130,8 @@ def _read_long(frame: pl.DataFrame) -> tuple[Layout, list[Block]]:
         )
     blocks = []
     for (uid,), group in frame.group_by("unique_id", maintain_order=True):
-        wide = validate_wide(group.select("ds", pl.col("y").alias(uid)).sort("ds"), f"DataFrame series {uid!r}", "ds")
+        wide = validate_wide(group.select("ds", pl.col("y").alias(uid)).sort("ds"), f"DataFrame series {uid!r}",
+                             "ds", **missing)
         blocks.append(Block((uid,), wide["ds"], wide.select(uid).to_numpy()))
     names = tuple(b.names[0] for b in blocks)
     if all(b.dates.equals(blocks[0].dates) for b in blocks):  # shared timestamps: model jointly
@@ -204,16 +209,28 @@ class Forecaster:
         self.history: list[Block] = []
 
     # ---------------------------------------------------------------------------- fit
-    def fit(self, df: Any, val_size: int | None = None, date_column: str = "date") -> Forecaster:
+    def fit(
+        self,
+        df: Any,
+        val_size: int | None = None,
+        date_column: str = "date",
+        allow_gaps: bool = False,
+        missing_values: Sequence[float] = (),
+        fill_missing: Literal["error", "interpolate"] = "error",
+    ) -> Forecaster:
         """Train on every series of `df`; the last `val_size` steps of each series validate.
 
         val_size defaults to 10 % of the shortest series (at least `horizon`); 0 trains without
-        validation (no early stopping).
+        validation (no early stopping). Timestamps must be evenly spaced (calendar months and
+        years count as even); `allow_gaps=True` accepts gaps and treats rows as consecutive steps,
+        as the benchmark protocol does. Empty/NaN cells and cells equal to `missing_values` are
+        errors unless `fill_missing="interpolate"`.
         """
-        self.layout, blocks = read_frame(df, date_column)
-        return self._fit_blocks(blocks, val_size)
+        missing = {"missing_values": tuple(missing_values), "fill_missing": fill_missing}
+        self.layout, blocks = read_frame(df, date_column, missing=missing)
+        return self._fit_blocks(blocks, val_size, allow_gaps)
 
-    def _fit_blocks(self, blocks: list[Block], val_size: int | None) -> Forecaster:
+    def _fit_blocks(self, blocks: list[Block], val_size: int | None, allow_gaps: bool = False) -> Forecaster:
         shortest = min(len(b.dates) for b in blocks)
         if val_size is None:
             val_size = max(self.horizon, shortest // 10)
@@ -228,6 +245,9 @@ class Forecaster:
             )
         self.freq = self.freq or infer_freq(blocks[0].dates)
         self.step = step_of(blocks[0].dates)
+        if not allow_gaps:
+            for block in blocks:
+                _check_regular(block, self.step)
         # Statistics of the training rows only: validation (and anything later) never leaks in.
         self.scalers = [StandardScaler.fit(b.values[: len(b.dates) - val_size]) for b in blocks]
         train, _ = self._dataset(blocks, [(0, len(b.dates) - val_size) for b in blocks])
@@ -494,6 +514,21 @@ def _complete(config: Any, n_variates: int, n_time_features: int) -> Any:
     found = {"n_variates": n_variates, "n_time_features": n_time_features}
     fill = {k: v for k, v in found.items() if hasattr(config, k) and getattr(config, k) is None}
     return dataclasses.replace(config, **fill)
+
+
+def _check_regular(block: Block, step: str) -> None:
+    """Refuse unevenly spaced timestamps: windows would silently mix different time spans."""
+    if not step.endswith("s"):  # calendar steps (months, quarters, years) vary in length by design
+        return
+    seconds = block.dates.diff().dt.total_seconds().drop_nulls()
+    bad = seconds != int(step[:-1])
+    if bad.any():
+        row = int(bad.arg_max()) + 1  # 0-based index of the row after the odd step
+        raise DataError(
+            f"DataFrame: series {list(block.names)} are not evenly spaced: {block.dates[row - 1]} -> "
+            f"{block.dates[row]} is {seconds[row - 1]:g} s where the usual step is {step} (row {row + 1}); "
+            "fill the gap, or pass allow_gaps=True to treat rows as consecutive steps"
+        )
 
 
 def _future_dates(last: Any, step: str, horizon: int) -> pl.Series:

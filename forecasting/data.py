@@ -12,9 +12,11 @@ known bugs:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -26,8 +28,12 @@ from torch.utils.data import Dataset
 from forecasting.timefeatures import infer_freq, time_features
 from seqlab.errors import SeqlabError
 
+log = logging.getLogger(__name__)
+
 SplitScheme = Literal["ett_hour", "ett_minute", "ratio"]
 Duplicates = Literal["error", "keep"]
+FillMissing = Literal["error", "interpolate"]
+COMMON_SENTINELS = (-9999.0, -999.0, 9999.0)
 PACKAGED_DIR = Path(__file__).resolve().parent / "datasets"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "forecasting"
 
@@ -109,7 +115,13 @@ def resolve_dataset(name: str, data_dir: str | Path | None = None) -> tuple[Path
     raise DataError(f"unknown dataset {name!r}; use one of {', '.join(CATALOGUE)} or a path to a CSV file")
 
 
-def read_wide(path: str | Path, date_column: str = "date", duplicate_timestamps: Duplicates = "error") -> pl.DataFrame:
+def read_wide(
+    path: str | Path,
+    date_column: str = "date",
+    duplicate_timestamps: Duplicates = "error",
+    missing_values: Sequence[float] = (),
+    fill_missing: FillMissing = "error",
+) -> pl.DataFrame:
     """Read a wide table (a date column + one numeric column per series) and validate it.
 
     Returns the frame with `date_column` as Datetime and every other column as Float64. Each
@@ -128,15 +140,23 @@ def read_wide(path: str | Path, date_column: str = "date", duplicate_timestamps:
             frame = pl.read_csv(path, infer_schema_length=0)
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DataError(f"{path}: cannot be read as a table ({exc.__class__.__name__}: {exc})") from None
-    return validate_wide(frame, str(path), date_column, duplicate_timestamps)
+    return validate_wide(frame, str(path), date_column, duplicate_timestamps, missing_values, fill_missing)
 
 
 def validate_wide(
-    frame: pl.DataFrame, source: str, date_column: str = "date", duplicate_timestamps: Duplicates = "error"
+    frame: pl.DataFrame,
+    source: str,
+    date_column: str = "date",
+    duplicate_timestamps: Duplicates = "error",
+    missing_values: Sequence[float] = (),
+    fill_missing: FillMissing = "error",
 ) -> pl.DataFrame:
     """Check a wide frame and return it with Datetime dates and Float64 series.
 
-    `source` names the data in messages (a file path, or "DataFrame").
+    `source` names the data in messages (a file path, or "DataFrame"). Empty and NaN cells, and
+    cells equal to one of `missing_values` (sentinels such as -9999), are missing: an error by
+    default, or filled by linear interpolation in time (nearest value at the ends) with
+    `fill_missing="interpolate"`. Text and infinite cells are always errors.
     """
     if date_column not in frame.columns:
         raise DataError(
@@ -149,7 +169,9 @@ def validate_wide(
     if not series:
         raise DataError(f"{source}: has only the {date_column!r} column; expected one numeric column per series")
     dates = _parse_dates(frame[date_column], source, date_column)
-    frame = frame.with_columns([dates.alias(date_column), *(_to_float(frame[c], source) for c in series)])
+    frame = frame.with_columns(
+        [dates.alias(date_column), *(_to_float(frame[c], source, missing_values, fill_missing) for c in series)]
+    )
     _check_increasing(frame[date_column], source, date_column, duplicate_timestamps)
     return frame
 
@@ -170,18 +192,37 @@ def _parse_dates(column: pl.Series, source: str, name: str) -> pl.Series:
     )
 
 
-def _to_float(column: pl.Series, source: str) -> pl.Series:
+def _to_float(column: pl.Series, source: str, missing_values: Sequence[float], fill: FillMissing) -> pl.Series:
     name = column.name
     if column.dtype == pl.Boolean or not (column.dtype.is_numeric() or column.dtype == pl.String):
         raise DataError(f"{source}: column {name!r} has type {column.dtype}; expected numbers")
     values = column.cast(pl.Float64, strict=False)
-    bad = values.is_null() | values.is_nan() | values.is_infinite()
-    if bad.any():
-        row = bad.arg_max()
-        raw = column[row]
-        what = "is empty" if raw is None else f"holds {raw!r}, which is not a finite number"
-        raise DataError(f"{source}: column {name!r} row {row + 1} {what}; expected a finite number in every cell")
+    text = values.is_null() & column.is_not_null()
+    infinite = values.is_infinite().fill_null(False)
+    missing = (values.is_null() | values.is_nan() | values.is_in([float(v) for v in missing_values])).fill_null(True) & ~text
+    for bad, reason in ((text | infinite, "not a finite number"), (missing if fill == "error" else None, "missing")):
+        if bad is not None and bad.any():
+            row = bad.arg_max()
+            raw = column[row]
+            what = "is empty" if raw is None else f"holds {raw!r}, which is {reason}"
+            hint = " (or fill missing cells with fill_missing='interpolate')" if reason == "missing" else ""
+            raise DataError(
+                f"{source}: column {name!r} row {row + 1} {what}; expected a finite number in every cell{hint}"
+            )
+    if missing.any():
+        values = values.set(missing, None).interpolate().fill_null(strategy="forward").fill_null(strategy="backward")
     return values
+
+
+def sentinel_counts(frame: pl.DataFrame, date_column: str = "date") -> dict[str, tuple[float, int]]:
+    """Columns holding a common missing-value sentinel (-9999, -999, 9999): {column: (value, count)}."""
+    found = {}
+    for name in (c for c in frame.columns if c != date_column):
+        for value in COMMON_SENTINELS:
+            count = int((frame[name] == value).sum())
+            if count:
+                found[name] = (value, count)
+    return found
 
 
 def _check_increasing(dates: pl.Series, source: str, name: str, duplicates: Duplicates) -> None:
@@ -322,10 +363,18 @@ def load_forecast_data(
     data_dir: str | Path | None = None,
     freq: str | None = None,
     date_column: str = "date",
+    missing_values: Sequence[float] = (),
+    fill_missing: FillMissing = "error",
 ) -> ForecastData:
     """Read, validate, split, scale and window a dataset (catalogue name or CSV path)."""
     path, spec = resolve_dataset(name, data_dir)
-    frame = read_wide(path, date_column, spec.duplicate_timestamps)
+    frame = read_wide(path, date_column, spec.duplicate_timestamps, missing_values, fill_missing)
+    for column, (value, count) in sentinel_counts(frame, date_column).items():
+        log.warning(
+            "%s: column %r holds %d cells equal to %g, a common missing-value sentinel; they are used as "
+            "values (as the benchmark protocol does). Set data.missing_values=[%g] data.fill_missing=interpolate "
+            "to treat them as missing", path, column, count, value, value,
+        )
     columns = [c for c in frame.columns if c != date_column]
     borders = split_borders(frame.height, spec.split, seq_len)
     for split in ("train", "val", "test"):

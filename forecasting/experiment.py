@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from forecasting.data import CATALOGUE, ForecastData, load_forecast_data
 from forecasting.models import MODELS
@@ -41,6 +41,10 @@ class ForecastDataConfig:
     freq: str | None = None
     """Time-feature frequency code (h, t, d, w, m, s); None infers it from the timestamps."""
     date_column: str = "date"
+    missing_values: list[float] = field(default_factory=list)
+    """Cell values that mean "missing" (e.g. [-9999]); empty and NaN cells always do."""
+    fill_missing: Literal["error", "interpolate"] = "error"
+    """Missing cells are an error, or filled by linear interpolation in time."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 1 or self.horizon < 1:
@@ -213,9 +217,9 @@ def run_experiment(
     cfg: ForecastExperimentConfig, resume: bool = False, tracker: Tracker | None = None
 ) -> ExperimentResult:
     """Train, restore the best epoch, test on every test window, and log it all."""
-    data = load_forecast_data(
-        cfg.data.name, cfg.data.seq_len, cfg.data.horizon, cfg.data.data_dir, cfg.data.freq, cfg.data.date_column
-    )
+    d = cfg.data
+    data = load_forecast_data(d.name, d.seq_len, d.horizon, d.data_dir, d.freq, d.date_column, d.missing_values,
+                              d.fill_missing)
     if not resume and (cfg.run_dir / "last.pt").exists():
         log.warning("%s holds checkpoints of an earlier run of this config; starting afresh replaces them "
                     "(pass resume to continue that run instead)", cfg.run_dir)

@@ -167,6 +167,15 @@ def test_bad_frames_are_refused_with_the_reason(mutate, message):
         Forecaster("itransformer", horizon=12, lookback=24, train=QUICK, **TINY).fit(mutate(wide_frame()), val_size=30)
 
 
+def test_gaps_in_the_timestamps_are_refused_unless_allowed():
+    frame = wide_frame()
+    gapped = pl.concat([frame.head(150), frame.tail(149)])  # one hour missing
+    with pytest.raises(DataError, match=r"not evenly spaced: 2021-01-07 05:00:00 -> 2021-01-07 07:00:00 is 7200 s"):
+        Forecaster("itransformer", horizon=12, lookback=24, train=QUICK, **TINY).fit(gapped)
+    fc = Forecaster("itransformer", horizon=12, lookback=24, train=QUICK, **TINY).fit(gapped, allow_gaps=True)
+    assert fc.predict().height == 12
+
+
 def test_unknown_series_at_predict_time_are_refused():
     fc = fitted(wide_frame())
     with pytest.raises(DataError, match=r"series \['humidity'\] were not seen in fit"):

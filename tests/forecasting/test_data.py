@@ -249,7 +249,7 @@ def test_missing_timestamp_names_the_row(tmp_path):
     ("cell", "expected"),
     [("", r"column 'b' row 3 is empty"), ("abc", r"column 'b' row 3 holds 'abc', which is not a finite number"),
      ("inf", r"column 'b' row 3 holds .*inf.*, which is not a finite number"),
-     ("NaN", r"column 'b' row 3 holds 'NaN', which is not a finite number")],
+     ("NaN", r"column 'b' row 3 holds 'NaN', which is missing; .*fill_missing='interpolate'")],
     ids=["empty", "text", "inf", "nan"],
 )
 def test_bad_cell_names_file_column_and_row(tmp_path, cell, expected):
@@ -314,3 +314,38 @@ def test_a_text_cell_after_row_10000_is_reported_with_its_row(tmp_path):
     path = integer_column_csv(tmp_path / "late_text.csv", "abc")
     with pytest.raises(DataError, match=r"column 'a' row 10021 holds 'abc'"):
         read_wide(path)
+
+
+# --------------------------------------------------------------------------------- missing values
+def sentinel_csv(path, n=400, at=(100, 101), value="-9999"):
+    lines = ["date,a,b"]
+    start = datetime(2020, 1, 1)
+    for i in range(n):
+        a = value if i in at else f"{float(i):.1f}"
+        lines.append(f"{(start + timedelta(hours=i)):%Y-%m-%d %H:%M:%S},{a},{i % 7}")
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def test_sentinels_are_missing_only_when_declared(tmp_path):
+    path = sentinel_csv(tmp_path / "s.csv")
+    assert read_wide(path)["a"][100] == -9999.0  # not declared: a value like any other
+    with pytest.raises(DataError, match=r"column 'a' row 101 holds '-9999', which is missing"):
+        read_wide(path, missing_values=[-9999])
+
+
+def test_missing_cells_can_be_interpolated_in_time(tmp_path):
+    frame = read_wide(sentinel_csv(tmp_path / "s.csv"), missing_values=[-9999], fill_missing="interpolate")
+    assert frame["a"][99:103].to_list() == [99.0, 100.0, 101.0, 102.0]
+    edge = read_wide(sentinel_csv(tmp_path / "e.csv", at=(0,), value=""), fill_missing="interpolate")
+    assert edge["a"][0] == 1.0  # nearest value at the ends
+
+
+def test_loading_warns_about_undeclared_sentinels(tmp_path, caplog):
+    path = sentinel_csv(tmp_path / "s.csv")
+    with caplog.at_level("WARNING", logger="forecasting.data"):
+        load_forecast_data(str(path), 24, 12)
+    assert "column 'a' holds 2 cells equal to -9999" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="forecasting.data"):
+        load_forecast_data(str(path), 24, 12, missing_values=[-9999], fill_missing="interpolate")
+    assert "-9999" not in caplog.text
