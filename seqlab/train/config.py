@@ -12,6 +12,8 @@ class TrainConfig:
 
     epochs: int = 10
     """Maximum number of passes over the training set."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps, even inside an epoch (which then ends early)."""
     batch_size: int = 32
     """Training windows per optimizer step."""
     eval_batch_size: int = 256
@@ -67,5 +69,7 @@ class TrainConfig:
             raise ValueError(f"onecycle_pct_start must be in (0, 1), got {self.onecycle_pct_start}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or null, got {self.patience}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 or null, got {self.checkpoint_every}")

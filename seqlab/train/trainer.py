@@ -179,7 +179,7 @@ class Trainer:
         self._restore(resume)
 
         state = self.state
-        while state.epoch < cfg.epochs and not state.stopped_early:
+        while state.epoch < cfg.epochs and not state.stopped_early and not self._out_of_steps():
             self._train_epoch(train_data, steps_per_epoch)
             self._end_epoch(val_data)
 
@@ -237,7 +237,12 @@ class Trainer:
                 self._save(LAST)
             for callback in self.callbacks:
                 callback(self, state)
+            if self._out_of_steps():
+                break
         bar.close()
+
+    def _out_of_steps(self) -> bool:
+        return self.config.max_steps is not None and self.state.global_step >= self.config.max_steps
 
     def _step(self, batch: Any) -> tuple[float, dict[str, float]]:
         cfg, state = self.config, self.state

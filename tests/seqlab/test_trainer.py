@@ -305,3 +305,11 @@ def test_resolved_device_and_precision_are_tagged(tmp_path):
         regression_data()
     )
     assert tracker.tags == {"seqlab.device": "cpu", "seqlab.precision": "fp32"}
+
+
+def test_max_steps_stops_inside_an_epoch(tmp_path):
+    result = Trainer(make_model(), LossTask(mse_loss), config(epochs=5, max_steps=8), tmp_path).fit(
+        regression_data(), regression_data(32, seed=1)
+    )
+    assert result.global_step == 8 and result.epochs_completed == 2  # 6 steps, then 2 of the second epoch
+    assert len(result.history) == 2
