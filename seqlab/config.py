@@ -162,6 +162,26 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
     raise TypeError(f"config field {dotted} has an unsupported type {hint}")
 
 
+def require_positive(cfg: Any, *names: str) -> None:
+    """Raise ValueError naming the first of `names` whose value is below 1 (for __post_init__)."""
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+
+
+def require_probability(cfg: Any, *names: str) -> None:
+    """Raise ValueError naming the first of `names` outside [0, 1) (dropout rates)."""
+    for name in names:
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+
+
+def require_heads(cfg: Any) -> None:
+    """d_model must split evenly into n_heads."""
+    if cfg.d_model % cfg.n_heads:
+        raise ValueError(f"d_model={cfg.d_model} must be divisible by n_heads={cfg.n_heads}")
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Dataclass -> plain dict of YAML-friendly values (tuples become lists, paths strings)."""
 

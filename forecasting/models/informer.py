@@ -36,19 +36,19 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from seqlab.config import require_heads, require_positive, require_probability
 from seqlab.nn import (
     AttentionMask,
     ConvTokenEmbedding,
     Decoder,
     DecoderLayer,
-    Encoder,
-    EncoderLayer,
     FeedForward,
     FullAttention,
     MultiHeadAttention,
     ProbSparseAttention,
     SinusoidalPositionalEmbedding,
     TimeFeatureEmbedding,
+    encoder_stack,
 )
 
 
@@ -84,15 +84,12 @@ class InformerConfig:
     variant: Literal["original", "tslib"] = "original"
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "horizon", "d_model", "n_heads", "n_layers", "n_decoder_layers", "d_ff", "factor"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "seq_len", "horizon", "d_model", "n_heads", "n_layers", "n_decoder_layers", "d_ff",
+                         "factor")
         if not 0 <= self.label_len <= self.seq_len:
             raise ValueError(f"label_len must be in [0, seq_len={self.seq_len}], got {self.label_len}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        require_heads(self)
+        require_probability(self, "dropout")
 
 
 class DataEmbedding(nn.Module):
@@ -149,19 +146,12 @@ class Informer(nn.Module):
         def feed_forward() -> FeedForward:
             return FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
 
-        prob_mix = tslib and c.attention == "prob"  # TSLib reads every ProbSparse output "mixed"
         self.enc_embed = DataEmbedding(c.n_variates, n_marks, c.d_model, c.dropout, bias=not tslib)
         self.dec_embed = DataEmbedding(c.n_variates, n_marks, c.d_model, c.dropout, bias=not tslib)
-        self.encoder = Encoder(
-            [
-                EncoderLayer(attention(self_kernel(), prob_mix), feed_forward(), c.d_model, c.dropout)
-                for _ in range(c.n_layers)
-            ],
-            norm=nn.LayerNorm(c.d_model),
-            between=[DistillingConv(c.d_model, padding=2 if tslib else 1) for _ in range(c.n_layers - 1)]
-            if c.distil
-            else (),
-        )
+        distilling = [DistillingConv(c.d_model, padding=2 if tslib else 1) for _ in range(c.n_layers - 1)]
+        self.encoder = encoder_stack(c.n_layers, c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation,
+                                     kernel=self_kernel, between=distilling if c.distil else (),
+                                     mix=tslib and c.attention == "prob")  # TSLib reads every ProbSparse output mixed
         self.decoder = Decoder(
             [
                 DecoderLayer(

@@ -31,7 +31,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from seqlab.nn import Encoder, EncoderLayer, FeedForward, FullAttention, MultiHeadAttention, RevIN
+from seqlab.config import require_heads, require_positive, require_probability
+from seqlab.nn import RevIN, encoder_stack
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,9 @@ class ITransformerConfig:
     """Append one token per calendar feature (the reference's default `embed=timeF`)."""
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "horizon", "d_model", "n_heads", "n_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        require_positive(self, "seq_len", "horizon", "d_model", "n_heads", "n_layers", "d_ff")
+        require_heads(self)
+        require_probability(self, "dropout")
 
 
 class ITransformer(nn.Module):
@@ -77,19 +74,8 @@ class ITransformer(nn.Module):
         self.norm = RevIN(affine=False, detach_std=False) if c.use_norm else None
         self.embed = nn.Linear(c.seq_len, c.d_model)
         self.embed_dropout = nn.Dropout(c.dropout)
-        self.encoder = Encoder(
-            [
-                EncoderLayer(
-                    MultiHeadAttention(c.d_model, c.n_heads, FullAttention(dropout=c.dropout)),
-                    FeedForward(c.d_model, c.d_ff, c.dropout, c.activation),
-                    c.d_model,
-                    dropout=c.dropout,
-                    norm_first=False,
-                )
-                for _ in range(c.n_layers)
-            ],
-            norm=nn.LayerNorm(c.d_model),
-        )
+        # Post-norm layers with full attention over the variate tokens, then a final LayerNorm.
+        self.encoder = encoder_stack(c.n_layers, c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation)
         self.head = nn.Linear(c.d_model, c.horizon)
 
     def forward(self, x: Tensor, x_mark: Tensor | None = None, y_mark: Tensor | None = None) -> Tensor:

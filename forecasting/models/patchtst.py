@@ -22,15 +22,8 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from seqlab.nn import (
-    Encoder,
-    EncoderLayer,
-    FeedForward,
-    FullAttention,
-    MultiHeadAttention,
-    RevIN,
-    SinusoidalPositionalEmbedding,
-)
+from seqlab.config import require_heads, require_positive, require_probability
+from seqlab.nn import RevIN, SinusoidalPositionalEmbedding, encoder_stack
 
 
 @dataclass(frozen=True)
@@ -51,13 +44,11 @@ class PatchTSTConfig:
     activation: Literal["gelu", "relu"] = "gelu"
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "horizon", "patch_len", "stride", "d_model", "n_heads", "n_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "seq_len", "horizon", "patch_len", "stride", "d_model", "n_heads", "n_layers", "d_ff")
         if self.patch_len > self.seq_len + self.stride:
             raise ValueError(f"patch_len={self.patch_len} is longer than the padded look-back")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        require_heads(self)
+        require_probability(self, "dropout")
 
     @property
     def n_patches(self) -> int:
@@ -88,18 +79,9 @@ class PatchTST(nn.Module):
         self.patch_embed = nn.Linear(c.patch_len, c.d_model, bias=False)
         self.position = SinusoidalPositionalEmbedding(c.d_model)
         self.embed_dropout = nn.Dropout(c.dropout)
-        self.encoder = Encoder(
-            [
-                EncoderLayer(
-                    MultiHeadAttention(c.d_model, c.n_heads, FullAttention(dropout=c.dropout)),
-                    FeedForward(c.d_model, c.d_ff, c.dropout, c.activation),
-                    c.d_model,
-                    dropout=c.dropout,
-                )
-                for _ in range(c.n_layers)
-            ],
-            norm=BatchNormOverTokens(c.d_model),
-        )
+        # Post-norm layers over the patches of one variate, then BatchNorm (TSLib's final norm).
+        self.encoder = encoder_stack(c.n_layers, c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation,
+                                     norm=BatchNormOverTokens(c.d_model))
         self.head = nn.Linear(c.d_model * c.n_patches, c.horizon)
         self.head_dropout = nn.Dropout(c.dropout)
 

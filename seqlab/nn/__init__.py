@@ -1,7 +1,7 @@
 """Building blocks shared by every model: attention, transformer layers, embeddings, norms."""
 
 from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention, ProbSparseAttention
-from seqlab.nn.blocks import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, activation
+from seqlab.nn.blocks import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, activation, encoder_stack
 from seqlab.nn.embeddings import (
     ConvTokenEmbedding,
     LearnedPositionalEmbedding,
@@ -30,4 +30,5 @@ __all__ = [
     "TimeFeatureEmbedding",
     "TimestepEmbedding",
     "activation",
+    "encoder_stack",
 ]

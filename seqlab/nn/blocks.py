@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from seqlab.nn.attention import NO_MASK, AttentionMask, MultiHeadAttention
+from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -138,6 +138,39 @@ class Encoder(nn.Module):
             if i < len(self.between):
                 x = self.between[i](x)
         return self.norm(x) if self.norm is not None else x
+
+
+def encoder_stack(
+    n_layers: int,
+    d_model: int,
+    n_heads: int,
+    d_ff: int,
+    dropout: float,
+    activation: str = "gelu",
+    kernel: Callable[[], nn.Module] | None = None,
+    norm: nn.Module | None = None,
+    between: Sequence[nn.Module] = (),
+    norm_first: bool = False,
+    mix: bool = False,
+) -> Encoder:
+    """The usual stack: `n_layers` encoder layers of multi-head attention and a feed-forward.
+
+    kernel: makes each layer's attention kernel (default: full attention with `dropout` on the
+    weights). norm: the final norm (default LayerNorm(d_model)). between, norm_first: see Encoder,
+    EncoderLayer; mix: see MultiHeadAttention.
+    """
+    make_kernel = kernel or (lambda: FullAttention(dropout=dropout))
+    layers = [
+        EncoderLayer(
+            MultiHeadAttention(d_model, n_heads, make_kernel(), mix=mix),
+            FeedForward(d_model, d_ff, dropout, activation),
+            d_model,
+            dropout=dropout,
+            norm_first=norm_first,
+        )
+        for _ in range(n_layers)
+    ]
+    return Encoder(layers, norm=norm if norm is not None else nn.LayerNorm(d_model), between=between)
 
 
 class Decoder(nn.Module):
