@@ -131,6 +131,37 @@ def test_probsparse_lazy_queries_get_the_mean_or_running_sum_of_values():
     assert (exact | running).all() and running.sum() >= 30 - 4  # position 0 is both
 
 
+def reference_probsparse(q, k, v, factor, sample, causal):
+    """Informer2020's ProbAttention written out: sampled keys gathered per query, then top-u queries."""
+    b, h, lq, e = q.shape
+    lk = k.shape[-2]
+    n_top = min(lq, factor * math.ceil(math.log(lq)))
+    k_sample = k.unsqueeze(-3).expand(b, h, lq, lk, e)[:, :, torch.arange(lq).unsqueeze(1), sample, :]
+    qk_sample = (q.unsqueeze(-2) @ k_sample.transpose(-2, -1)).squeeze(-2)
+    m = qk_sample.max(-1)[0] - qk_sample.sum(-1) / lk
+    top = m.topk(n_top, sorted=False)[1]
+    q_top = q[torch.arange(b)[:, None, None], torch.arange(h)[None, :, None], top, :]
+    scores = q_top @ k.transpose(-2, -1) / math.sqrt(e)
+    if causal:
+        scores = scores.masked_fill(torch.arange(lk) > top[..., None], float("-inf"))
+        context = v.cumsum(dim=-2)
+    else:
+        context = v.mean(dim=-2, keepdim=True).expand(b, h, lq, e).clone()
+    context[torch.arange(b)[:, None, None], torch.arange(h)[None, :, None], top, :] = torch.softmax(scores, -1) @ v
+    return context
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_probsparse_fast_path_equals_the_reference_algorithm(causal):
+    q, k, v = qkv(b=2, h=2, lq=50, lk=50)
+    kernel = ProbSparseAttention(factor=2).train()
+    torch.manual_seed(7)
+    sample = torch.randint(50, (50, 2 * math.ceil(math.log(50))))
+    torch.manual_seed(7)
+    ours = kernel(q, k, v, AttentionMask(causal=causal))
+    torch.testing.assert_close(ours, reference_probsparse(q, k, v, 2, sample, causal))
+
+
 def test_probsparse_handles_a_single_key_that_the_reference_cannot():
     q, k, v = qkv(lq=1, lk=1)
     out = ProbSparseAttention(factor=5).eval()(q, k, v, AttentionMask(causal=True))
