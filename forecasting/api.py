@@ -31,8 +31,8 @@ from forecasting.models import MODELS
 from forecasting.task import ForecastTask
 from forecasting.timefeatures import infer_freq, time_features
 from seqlab import __version__
-from seqlab.config import from_dict, to_dict
-from seqlab.tracking import NullTracker, Tracker
+from seqlab.config import flatten, from_dict, to_dict
+from seqlab.tracking import NullTracker, Tracker, environment_tags
 from seqlab.train import Trainer, TrainConfig
 from seqlab.train.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from seqlab.train.runtime import seed_everything
@@ -82,15 +82,25 @@ def to_polars(df: Any) -> pl.DataFrame:
     raise DataError(f"expected a polars or pandas DataFrame, got {type(df).__name__}")
 
 
+@dataclass(frozen=True)
+class DataPolicy:
+    """How a Forecaster treats imperfect data; fixed at fit and applied to every later frame."""
+
+    missing_values: tuple[float, ...] = ()
+    """Cell values that mean "missing" (sentinels such as -9999); empty and NaN cells always do."""
+    fill_missing: Literal["error", "interpolate"] = "error"
+    allow_gaps: bool = False
+    """Accept unevenly spaced timestamps and treat rows as consecutive steps."""
+
+
 def read_frame(
-    df: Any, date_column: str = "date", layout: Layout | None = None, missing: Mapping[str, Any] | None = None
+    df: Any, date_column: str = "date", layout: Layout | None = None, policy: DataPolicy = DataPolicy()
 ) -> tuple[Layout, list[Block]]:
     """Validate a wide or long frame and split it into aligned blocks.
 
     With `layout` (from a fitted Forecaster) the frame must have the same form and series.
-    `missing` passes missing_values / fill_missing on to `validate_wide`.
     """
-    missing = dict(missing or {})
+    missing = {"missing_values": policy.missing_values, "fill_missing": policy.fill_missing}
     frame = to_polars(df)
     is_long = set(LONG_COLUMNS) <= set(frame.columns)
     if layout is not None and is_long != (layout.kind == "long"):
@@ -107,10 +117,9 @@ def read_frame(
         unknown = sorted(set(found.series) - set(layout.series))
         missing = sorted(set(layout.series) - set(found.series))
         if unknown or missing:
-            raise DataError(
-                f"DataFrame: series {unknown or ''} were not seen in fit, series {missing or ''} are missing; "
-                f"the model forecasts exactly {list(layout.series)}"
-            )
+            problems = [f"series {unknown} were not seen in fit"] if unknown else []
+            problems += [f"series {missing} are missing"] if missing else []
+            raise DataError(f"DataFrame: {'; '.join(problems)}; the model forecasts exactly {list(layout.series)}")
         blocks = _reorder(blocks, layout)
         found = layout
     return found, blocks
@@ -141,8 +150,8 @@ def _read_long(frame: pl.DataFrame, missing: Mapping[str, Any]) -> tuple[Layout,
 
 
 def _reorder(blocks: list[Block], layout: Layout) -> list[Block]:
-    if layout.panel:
-        by_name = {b.names[0]: b for b in blocks}
+    if layout.panel:  # one block per series, even when these series happen to share timestamps
+        by_name = {name: Block((name,), b.dates, b.values[:, [i]]) for b in blocks for i, name in enumerate(b.names)}
         return [by_name[name] for name in layout.series]
     (block,) = blocks if len(blocks) == 1 else (None,)
     if block is None:
@@ -205,6 +214,7 @@ class Forecaster:
         )
         self.model: torch.nn.Module | None = None
         self.layout: Layout | None = None
+        self.policy = DataPolicy()
         self.scalers: list[StandardScaler] = []
         self.history: list[Block] = []
 
@@ -226,11 +236,20 @@ class Forecaster:
         as the benchmark protocol does. Empty/NaN cells and cells equal to `missing_values` are
         errors unless `fill_missing="interpolate"`.
         """
-        missing = {"missing_values": tuple(missing_values), "fill_missing": fill_missing}
-        self.layout, blocks = read_frame(df, date_column, missing=missing)
-        return self._fit_blocks(blocks, val_size, allow_gaps)
+        self.policy = DataPolicy(tuple(float(v) for v in missing_values), fill_missing, allow_gaps)
+        self.layout, blocks = read_frame(df, date_column, policy=self.policy)
+        return self._fit_blocks(blocks, val_size)
 
-    def _fit_blocks(self, blocks: list[Block], val_size: int | None, allow_gaps: bool = False) -> Forecaster:
+    def _read_fitted(self, df: Any, date_column: str | None) -> list[Block]:
+        """Blocks of a later frame, checked against the fit's layout, data policy and spacing."""
+        layout = self._fitted()
+        blocks = read_frame(df, date_column or layout.time_column, layout, self.policy)[1]
+        if not self.policy.allow_gaps:
+            for block in blocks:
+                _check_regular(block, self.step)
+        return blocks
+
+    def _fit_blocks(self, blocks: list[Block], val_size: int | None) -> Forecaster:
         shortest = min(len(b.dates) for b in blocks)
         if val_size is None:
             val_size = max(self.horizon, shortest // 10)
@@ -245,7 +264,7 @@ class Forecaster:
             )
         self.freq = self.freq or infer_freq(blocks[0].dates)
         self.step = step_of(blocks[0].dates)
-        if not allow_gaps:
+        if not self.policy.allow_gaps:
             for block in blocks:
                 _check_regular(block, self.step)
         # Statistics of the training rows only: validation (and anything later) never leaks in.
@@ -260,6 +279,8 @@ class Forecaster:
         n_variates = 1 if self.layout.panel else len(self.layout.series)
         self.model_config = _complete(self.model_config, n_variates, train.marks.shape[1])
         self.model = self.model_class(self.model_config)
+        if not isinstance(self.tracker, NullTracker):
+            self._log_setup(val_size)
         scale = None if self.layout.panel else self.scalers[0].std
         with tempfile.TemporaryDirectory(prefix="seqlab-forecaster-") as checkpoints:
             trainer = Trainer(self.model, ForecastTask(self.loss, scale), self.train_config, checkpoints,
@@ -278,8 +299,7 @@ class Forecaster:
         never informs its own scaling. Columns: unique_id, cutoff (the last look-back timestamp),
         mse, mae (data units), mse_scaled, mae_scaled (z-scored, as in papers).
         """
-        layout = self._fitted()
-        blocks = read_frame(df, date_column or layout.time_column, layout)[1]
+        blocks = self._read_fitted(df, date_column)
         dataset, origin = self._dataset(blocks, [(0, len(b.dates)) for b in blocks])
         if len(dataset) == 0:
             raise DataError(f"DataFrame: no series has lookback + horizon = {self.lookback + self.horizon} steps")
@@ -296,7 +316,15 @@ class Forecaster:
                             orient="row")
 
     def cross_validation(
-        self, df: Any, n_windows: int = 1, step: int = 1, val_size: int | None = None, date_column: str = "date"
+        self,
+        df: Any,
+        n_windows: int = 1,
+        step: int = 1,
+        val_size: int | None = None,
+        date_column: str = "date",
+        allow_gaps: bool = False,
+        missing_values: Sequence[float] = (),
+        fill_missing: Literal["error", "interpolate"] = "error",
     ) -> pl.DataFrame:
         """Fit on everything before the last `n_windows` forecast windows, then forecast each.
 
@@ -306,7 +334,8 @@ class Forecaster:
         """
         if n_windows < 1 or step < 1:
             raise DataError(f"n_windows and step must be >= 1, got {n_windows} and {step}")
-        self.layout, blocks = read_frame(df, date_column)
+        self.policy = DataPolicy(tuple(float(v) for v in missing_values), fill_missing, allow_gaps)
+        self.layout, blocks = read_frame(df, date_column, policy=self.policy)
         held_out = self.horizon + (n_windows - 1) * step
         train_blocks = [Block(b.names, b.dates[: len(b.dates) - held_out], b.values[: len(b.dates) - held_out])
                         for b in blocks]
@@ -350,14 +379,19 @@ class Forecaster:
 
     def _forecast(self, dataset: WindowDataset) -> torch.Tensor:
         """(W, H, N) forecasts of every window in scaled units, in eval mode."""
-        self.model.eval()
+        size = self.train_config.eval_batch_size
         outputs = []
-        with torch.no_grad():
-            for first in range(0, len(dataset), self.train_config.eval_batch_size):
-                batch = dataset.get_batch(torch.arange(first, min(first + self.train_config.eval_batch_size,
-                                                                  len(dataset))))
-                outputs.append(self.model(batch.x, batch.x_mark, batch.y_mark).float())
+        for first in range(0, len(dataset), size):
+            batch = dataset.get_batch(torch.arange(first, min(first + size, len(dataset))))
+            outputs.append(self._run(batch.x, batch.x_mark, batch.y_mark))
         return torch.cat(outputs)
+
+    def _run(self, x: torch.Tensor, x_mark: torch.Tensor, y_mark: torch.Tensor) -> torch.Tensor:
+        """The model in eval mode on its own device; CPU float32 out."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return self.model(x.to(device), x_mark.to(device), y_mark.to(device)).float().cpu()
 
     # ---------------------------------------------------------------------------- predict
     def predict(self, df: Any | None = None, date_column: str | None = None) -> pl.DataFrame:
@@ -368,7 +402,7 @@ class Forecaster:
         (unique_id, ds, y_hat), in the data's units.
         """
         layout = self._fitted()
-        blocks = self.history if df is None else read_frame(df, date_column or layout.time_column, layout)[1]
+        blocks = self.history if df is None else self._read_fitted(df, date_column)
         forecasts = []
         for block, scaler in zip(blocks, self.scalers):
             if len(block.dates) < self.lookback:
@@ -380,8 +414,7 @@ class Forecaster:
             x = x.reshape(-1, 1) if layout.panel else x
             x_mark = torch.from_numpy(time_features(dates, self.freq))
             y_mark = torch.from_numpy(time_features(future_dates, self.freq))
-            with torch.no_grad():
-                y = self.model(x[None], x_mark[None], y_mark[None])[0].float().numpy()
+            y = self._run(x[None], x_mark[None], y_mark[None])[0].numpy()
             forecasts.append((block.names, future_dates, scaler.inverse(y.reshape(self.horizon, -1))))
         return self._to_frame(forecasts, "y_hat")
 
@@ -419,6 +452,7 @@ class Forecaster:
             "freq": self.freq,
             "step": self.step,
             "layout": dataclasses.asdict(layout),
+            "policy": dataclasses.asdict(self.policy),
             "scalers": [{"mean": s.mean.tolist(), "std": s.std.tolist()} for s in self.scalers],
             "history": [
                 {"names": list(b.names), "dates": [d.isoformat() for d in b.dates.to_list()], "values": b.values.tolist()}
@@ -446,6 +480,8 @@ class Forecaster:
                  loss=meta["loss"], train=meta["train_config"], **model_config)
         fc.step = meta["step"]
         fc.layout = Layout(**{**meta["layout"], "series": tuple(meta["layout"]["series"])})
+        policy = meta["policy"]
+        fc.policy = DataPolicy(tuple(policy["missing_values"]), policy["fill_missing"], policy["allow_gaps"])
         fc.scalers = [StandardScaler(np.asarray(s["mean"]), np.asarray(s["std"])) for s in meta["scalers"]]
         fc.history = [
             Block(tuple(h["names"]), pl.Series(h["dates"]).str.to_datetime(time_unit="us"), np.asarray(h["values"]))
@@ -455,6 +491,18 @@ class Forecaster:
         fc.model.load_state_dict(load_checkpoint(path / "weights.pt")["model"])
         fc.model.eval()
         return fc
+
+    def _log_setup(self, val_size: int) -> None:
+        layout = self._fitted()
+        self.tracker.set_tags({**environment_tags(), "seqlab.field": "forecasting", "seqlab.api": "Forecaster",
+                               "seqlab.model": self.model_name, "seqlab.seed": str(self.train_config.seed)})
+        self.tracker.log_params(flatten({
+            "model": {"name": self.model_name, **to_dict(self.model_config)},
+            "train": to_dict(self.train_config),
+            "data": {"form": layout.kind, "panel": layout.panel, "series": len(layout.series), "val_size": val_size,
+                     "freq": self.freq, "step": self.step, **dataclasses.asdict(self.policy)},
+            "loss": self.loss,
+        }))
 
     def _log_validation_plot(self, blocks: list[Block], val_size: int) -> None:
         """Look-back, truth and forecast of the last validation window of each series."""
@@ -500,8 +548,10 @@ class Forecaster:
                     artifacts={"forecaster": str(saved)},
                     input_example=example,
                     registered_model_name=registered_model_name,
-                    pip_requirements=[f"seqlab=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                                      f"polars=={pl.__version__}", f"mlflow=={mlflow.__version__}"],
+                    # seqlab itself is not on a package index: serve where it is installed
+                    # (`mlflow models serve --env-manager local`).
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"polars=={pl.__version__}",
+                                      f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
                 )
 
     def _history_frame(self) -> pl.DataFrame:

@@ -173,6 +173,12 @@ def validate_wide(
         [dates.alias(date_column), *(_to_float(frame[c], source, missing_values, fill_missing) for c in series)]
     )
     _check_increasing(frame[date_column], source, date_column, duplicate_timestamps)
+    for column, (value, count) in sentinel_counts(frame, date_column).items():
+        log.warning(
+            "%s: column %r holds %d cells equal to %g, a common missing-value sentinel; they are used as values "
+            "(as the benchmark protocol does). Declare them missing with missing_values=[%g] (data.missing_values "
+            "in configs) and fill_missing='interpolate'", source, column, count, value, value,
+        )
     return frame
 
 
@@ -215,7 +221,9 @@ def _to_float(column: pl.Series, source: str, missing_values: Sequence[float], f
 
 
 def sentinel_counts(frame: pl.DataFrame, date_column: str = "date") -> dict[str, tuple[float, int]]:
-    """Columns holding a common missing-value sentinel (-9999, -999, 9999): {column: (value, count)}."""
+    """Columns holding a common missing-value sentinel (-9999, -999, 9999): {column: (value, count)}.
+
+    Declared sentinels are already gone (filled or refused) when a validated frame gets here."""
     found = {}
     for name in (c for c in frame.columns if c != date_column):
         for value in COMMON_SENTINELS:
@@ -369,12 +377,6 @@ def load_forecast_data(
     """Read, validate, split, scale and window a dataset (catalogue name or CSV path)."""
     path, spec = resolve_dataset(name, data_dir)
     frame = read_wide(path, date_column, spec.duplicate_timestamps, missing_values, fill_missing)
-    for column, (value, count) in sentinel_counts(frame, date_column).items():
-        log.warning(
-            "%s: column %r holds %d cells equal to %g, a common missing-value sentinel; they are used as "
-            "values (as the benchmark protocol does). Set data.missing_values=[%g] data.fill_missing=interpolate "
-            "to treat them as missing", path, column, count, value, value,
-        )
     columns = [c for c in frame.columns if c != date_column]
     borders = split_borders(frame.height, spec.split, seq_len)
     for split in ("train", "val", "test"):

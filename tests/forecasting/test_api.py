@@ -196,3 +196,44 @@ def test_bad_model_parameters_fail_at_construction():
 
     with pytest.raises(ConfigError, match=r"unknown config key 'model\.widht'"):
         Forecaster("itransformer", widht=3)
+
+
+def test_a_panel_model_accepts_series_that_happen_to_share_timestamps():
+    long = to_long(wide_frame())
+    ragged = long.filter((pl.col("unique_id") == "load") | (pl.col("ds") >= datetime(2021, 1, 3)))
+    fc = fitted(ragged, model="patchtst", d_model=16, n_heads=2, d_ff=16, n_layers=1)
+    aligned = long.filter(pl.col("ds") >= datetime(2021, 1, 5))
+    assert fc.predict(aligned).height == 24 and fc.evaluate(aligned).height > 0
+
+
+def test_the_fit_data_policy_applies_to_later_frames_and_survives_saving(tmp_path):
+    frame = wide_frame().with_columns(
+        pl.when(pl.int_range(pl.len()) == 280).then(-9999.0).otherwise(pl.col("load")).alias("load")
+    )
+    fc = Forecaster("itransformer", horizon=12, lookback=24, train=QUICK, **TINY)
+    fc.fit(frame, missing_values=[-9999], fill_missing="interpolate")
+    loaded = Forecaster.load(fc.save(tmp_path / "model"))
+    assert loaded.policy == fc.policy
+    assert loaded.predict(frame.tail(30)).equals(fc.predict(frame.tail(30)))  # -9999 filled, not used
+    gapped = pl.concat([frame.head(150), frame.tail(149)])
+    with pytest.raises(DataError, match="not evenly spaced"):
+        fc.predict(gapped)
+
+
+def test_undeclared_sentinels_are_warned_about(caplog):
+    frame = wide_frame().with_columns(
+        pl.when(pl.int_range(pl.len()) == 10).then(-9999.0).otherwise(pl.col("temp")).alias("temp")
+    )
+    with caplog.at_level("WARNING", logger="forecasting.data"):
+        fitted(frame)
+    assert "column 'temp' holds 1 cells equal to -9999" in caplog.text
+
+
+def test_a_tracked_fit_logs_params_tags_metrics_and_a_plot():
+    from seqlab.tracking import MemoryTracker
+
+    tracker = MemoryTracker()
+    Forecaster("itransformer", horizon=12, lookback=24, train=QUICK, tracker=tracker, **TINY).fit(wide_frame())
+    assert tracker.params["model.d_model"] == 16 and tracker.params["data.series"] == 2
+    assert tracker.tags["seqlab.model"] == "itransformer" and "seqlab.version" in tracker.tags
+    assert tracker.history("val/loss") and tracker.figures == ["plots/validation_forecasts.png"]
