@@ -17,6 +17,10 @@ LOSSES = {"mse": mse, "mae": mae}
 class ForecastTask:
     """Models map (x, x_mark, y_mark) -> (B, H, N); the loss compares with y in scaled units.
 
+    A model may also leave a scalar regularizer in its `aux_loss` attribute during forward (e.g.
+    Pathformer's load-balance loss). Training minimizes loss + aux_loss; evaluation ignores it,
+    so validation and test metrics (and early stopping) see the forecast error alone.
+
     Args:
         loss: training loss, "mse" (iTransformer, Informer) or "mae" (Pathformer).
         scale: (N,) scaler standard deviations, to also report errors in original units.
@@ -31,7 +35,9 @@ class ForecastTask:
         return model(batch.x, batch.x_mark, batch.y_mark).float()
 
     def training_step(self, model: nn.Module, batch: ForecastBatch) -> Tensor:
-        return LOSSES[self.loss](self.predict(model, batch), batch.y)
+        loss = LOSSES[self.loss](self.predict(model, batch), batch.y)
+        aux = getattr(model, "aux_loss", None)  # set by the forward just run
+        return loss if aux is None else loss + aux
 
     def evaluate(self, model: nn.Module, batches: Iterable[ForecastBatch]) -> dict[str, float]:
         """mse, mae, rmse (scaled, comparable to papers), mse_orig, mae_orig, and `loss`."""

@@ -13,5 +13,6 @@ MODELS = Registry(
         "informer": "forecasting.models.informer:Informer",
         "itransformer": "forecasting.models.itransformer:ITransformer",
         "patchtst": "forecasting.models.patchtst:PatchTST",
+        "pathformer": "forecasting.models.pathformer:Pathformer",
     },
 )

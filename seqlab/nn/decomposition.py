@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -60,3 +61,44 @@ class MultiScaleDecomposition(nn.Module):
         weights = torch.softmax(self.mix(x.unsqueeze(-1)), dim=-1)  # (B, L, N, K)
         trend = (trends * weights).sum(dim=-1)
         return x - trend, trend
+
+
+class FourierSeasonality(nn.Module):
+    """Seasonal part of a series rebuilt from its k strongest Fourier frequencies.
+
+    Per window and variate: rFFT over time, drop the frequencies below `low_freq` (the mean at 0)
+    and, for even L, the Nyquist frequency; keep the k largest by magnitude and rebuild them in time
+    as sum 2|X_f|/L cos(2 pi f t + angle(X_f)), t = 0..L-1 (each positive frequency plus its
+    conjugate). A pure sinusoid of an integer number of cycles comes back exactly. Pathformer's
+    `FourierLayer(pred_len=0)` (Autoformer/ETSformer lineage). Runs in fp32 under autocast.
+    x: (B, L, N) -> seasonal (B, L, N), in the dtype of x.
+
+    Args:
+        k: frequencies kept (all of them when the window has fewer).
+        low_freq: index of the lowest rFFT frequency considered (1 skips the mean).
+    """
+
+    def __init__(self, k: int = 3, low_freq: int = 1) -> None:
+        super().__init__()
+        if k < 1 or low_freq < 0:
+            raise ValueError(f"k must be >= 1 and low_freq >= 0, got k={k}, low_freq={low_freq}")
+        self.k = k
+        self.low_freq = low_freq
+
+    def forward(self, x: Tensor) -> Tensor:
+        length = x.shape[1]
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            spectrum = torch.fft.rfft(x.float(), dim=1)  # (B, L // 2 + 1, N)
+            stop = spectrum.shape[1] - 1 if length % 2 == 0 else spectrum.shape[1]
+            spectrum = spectrum[:, self.low_freq : stop]  # (B, F, N)
+            freqs = torch.fft.rfftfreq(length, device=x.device)[self.low_freq : stop]  # (F,) cycles per step
+            k = min(self.k, spectrum.shape[1])
+            if k == 0:
+                return torch.zeros_like(x)
+            top = spectrum.abs().topk(k, dim=1).indices  # (B, k, N)
+            coeffs = spectrum.gather(1, top)  # (B, k, N)
+            amplitude = (2.0 / length) * coeffs.abs()
+            t = torch.arange(length, device=x.device, dtype=torch.float32)[:, None]  # (L, 1)
+            waves = torch.cos(2 * math.pi * freqs[top].unsqueeze(2) * t + coeffs.angle().unsqueeze(2))  # (B, k, L, N)
+            seasonal = (amplitude.unsqueeze(2) * waves).sum(dim=1)  # (B, L, N)
+        return seasonal.to(x.dtype)
