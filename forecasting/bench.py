@@ -366,12 +366,17 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions:
             for compiled in (False, True):
                 probes.append(_in_fresh_process(step_time_probe, precision, compiled))
+    write_report(rows, probes, command, args.out)  # a report even if the peer race fails below
     peers = []
     if not args.no_peers and importlib.util.find_spec("neuralforecast") is not None:
         from forecasting.peers import default_cases, run_peer_case
 
         for case in default_cases():
-            row = _in_fresh_process(run_peer_case, case, args.data_dir)
+            try:
+                row = _in_fresh_process(run_peer_case, case, args.data_dir)
+            except Exception as exc:  # a peer's failure (e.g. bf16 unsupported) must not lose the report
+                print(f"[peer] {case.library} {case.model} {case.precision} failed: {exc!r}", flush=True)
+                continue
             peers.append(row)
             print(f"[peer] {case.library} {case.model} {case.precision}: MSE {row['test_mse']:.4f}, "
                   f"{row['train_windows_per_s']:.0f} train / {row['test_windows_per_s']:.0f} test windows/s",
