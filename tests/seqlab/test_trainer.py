@@ -313,3 +313,27 @@ def test_max_steps_stops_inside_an_epoch(tmp_path):
     )
     assert result.global_step == 8 and result.epochs_completed == 2  # 6 steps, then 2 of the second epoch
     assert len(result.history) == 2
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    """With SGD-like steps, the first update's norm equals lr * clip when the raw gradient is larger."""
+
+    def huge(model, batch):
+        return 1e6 * mse_loss(model, batch)
+
+    before = params(make_model())
+    trainer = Trainer(make_model(), LossTask(huge), config(epochs=1, grad_clip=0.5, max_steps=1, optimizer="adamw",
+                                                            weight_decay=0.0), tmp_path)
+    grads = {}
+    trainer.callbacks.append(lambda t, s: grads.update(norm=float(torch.nn.utils.get_total_norm(
+        [p.grad for p in t.model.parameters()]))))
+    trainer.fit(regression_data())
+    assert grads["norm"] == pytest.approx(0.5, rel=1e-4)  # clipped gradients stay in .grad
+    assert not all(torch.equal(a, b) for a, b in zip(before, params(trainer.model)))
+
+
+def test_fp16_autocast_with_gradient_scaling_trains_on_cpu(tmp_path):
+    trainer = Trainer(make_model(), LossTask(mse_loss), config(epochs=3, precision="fp16"), tmp_path)
+    result = trainer.fit(regression_data(), regression_data(32, seed=1))
+    assert trainer.scaler.is_enabled()
+    assert result.history[-1]["val/loss"] < result.history[0]["val/loss"]
