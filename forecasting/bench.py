@@ -330,7 +330,7 @@ def write_report(rows: list[dict], probes: list[dict], command: str, path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     path.with_suffix(".json").write_text(
-        json.dumps({"runs": rows, "step_probes": probes, "peers": list(peers)}, indent=2)
+        json.dumps({"command": command, "runs": rows, "step_probes": probes, "peers": list(peers)}, indent=2)
     )
 
 
@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile-probe", action="store_true", help="skip the torch.compile step-time probe")
     parser.add_argument("--no-peers", action="store_true",
                         help="skip the race against neuralforecast (skipped anyway when it is not installed)")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="keep the runs and probes of the existing report (its .json) and redo only the race")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
@@ -354,15 +356,18 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = [Case(m, d, h, s, p) for m in args.models for d in _datasets(args, m) for h in horizons
              for p in args.precisions for s in args.seeds]
-    rows = []
+    rows, probes = [], []
+    if args.peers_only:
+        previous = json.loads(args.out.with_suffix(".json").read_text())
+        rows, probes, cases = previous["runs"], previous["step_probes"], []
+        command = previous.get("command", command)
     for i, case in enumerate(cases, 1):
         row = _in_fresh_process(run_case, case, args.data_dir)
         rows.append(row)
         print(f"[{i}/{len(cases)}] {case.model} {case.dataset} H={case.horizon} {case.precision} seed={case.seed}: "
               f"MSE {row['mse']:.4f} MAE {row['mae']:.4f}, {row['train_windows_per_s']:.0f} windows/s, "
               f"{row['wall_seconds']:.0f} s", flush=True)
-    probes = []
-    if not args.no_compile_probe:
+    if not args.no_compile_probe and not args.peers_only:
         for precision in args.precisions:
             for compiled in (False, True):
                 probes.append(_in_fresh_process(step_time_probe, precision, compiled))
@@ -378,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[peer] {case.library} {case.model} {case.precision} failed: {exc!r}", flush=True)
                 continue
             peers.append(row)
+            write_report(rows, probes, command, args.out, peers)  # after every race, so none is lost
             print(f"[peer] {case.library} {case.model} {case.precision}: MSE {row['test_mse']:.4f}, "
                   f"{row['train_windows_per_s']:.0f} train / {row['test_windows_per_s']:.0f} test windows/s",
                   flush=True)

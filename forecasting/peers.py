@@ -128,6 +128,7 @@ def _neuralforecast(case: PeerCase, data_dir: str | None) -> dict:
     n = data.n_variates
     common = dict(h=96, input_size=96, loss=MSE(), learning_rate=1e-4, max_steps=case.steps,
                   val_check_steps=case.steps + 1, scaler_type="identity", random_seed=case.seed,
+                  inference_windows_batch_size=256,  # seqlab's eval_batch_size (its default, -1, is all at once)
                   num_lr_decays=0, enable_progress_bar=False, enable_model_summary=False, logger=False,
                   accelerator="cpu", enable_checkpointing=False,
                   **({"precision": "bf16-mixed"} if case.precision == "bf16" else {}))
