@@ -215,6 +215,15 @@ def _datasets(args: argparse.Namespace, model: str) -> list[str]:
     return sorted(path.stem for path in (PRESET_DIR / model).glob("*.yaml"))
 
 
+def _horizons(args: argparse.Namespace, dataset: str) -> list[int]:
+    """Explicit --horizons; else the protocol's: 24..60 for ILI (look-back 36), 96..720 otherwise."""
+    if args.horizons:
+        return args.horizons
+    if args.quick:
+        return [96, 192]
+    return [24, 36, 48, 60] if dataset == "ILI" else [96, 192, 336, 720]
+
+
 def _in_fresh_process(fn, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
@@ -352,9 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
     command = "seqlab bench forecasting " + " ".join(argv or [])
-    horizons = args.horizons or ([96, 192] if args.quick else [96, 192, 336, 720])
-
-    cases = [Case(m, d, h, s, p) for m in args.models for d in _datasets(args, m) for h in horizons
+    cases = [Case(m, d, h, s, p) for m in args.models for d in _datasets(args, m) for h in _horizons(args, d)
              for p in args.precisions for s in args.seeds]
     rows, probes = [], []
     if args.peers_only:
