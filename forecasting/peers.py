@@ -146,15 +146,15 @@ def _neuralforecast(case: PeerCase, data_dir: str | None) -> dict:
 
     val_rows = ETTH1_TEST_ROWS
     fit_only = long[long["ds"] < data.dates[end - ETTH1_TEST_ROWS]]
+    nf = NeuralForecast(models=[make()], freq="h")
     started = time.perf_counter()
-    NeuralForecast(models=[make()], freq="h").fit(fit_only, val_size=val_rows)
+    nf.fit(fit_only, val_size=val_rows)  # trains on the training split only, like seqlab
     fit_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()
-    cv = NeuralForecast(models=[make()], freq="h").cross_validation(
-        long, val_size=val_rows, test_size=ETTH1_TEST_ROWS, step_size=1, n_windows=None
-    )
-    cv_seconds = time.perf_counter() - started
+    started = time.perf_counter()  # every test window with the fitted model, no retraining
+    cv = nf.cross_validation(long, val_size=val_rows, test_size=ETTH1_TEST_ROWS, step_size=1, n_windows=None,
+                             use_fitted=True)
+    test_seconds = time.perf_counter() - started
     column = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y")][0]
     err = cv[column].to_numpy() - cv["y"].to_numpy()
     n_windows = cv["cutoff"].nunique()
@@ -162,7 +162,7 @@ def _neuralforecast(case: PeerCase, data_dir: str | None) -> dict:
         "test_mse": float(np.mean(err**2)),
         "test_mae": float(np.mean(np.abs(err))),
         "train_windows_per_s": case.steps * windows_per_step / fit_seconds,
-        "test_windows_per_s": n_windows / max(cv_seconds - fit_seconds, 1e-9),
+        "test_windows_per_s": n_windows / test_seconds,
         "train_seconds": fit_seconds,
         "test_windows": int(n_windows),
     }
