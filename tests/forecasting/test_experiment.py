@@ -10,9 +10,16 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from forecasting.data import DataError
-from forecasting.experiment import PRESET_DIR, build_config, build_model, run_experiment
+from forecasting.experiment import (
+    PRESET_DIR,
+    ForecastDataConfig,
+    build_config,
+    build_model,
+    preset_path,
+    run_experiment,
+)
 from seqlab.cli import main
-from seqlab.config import ConfigError, load_yaml
+from seqlab.config import ConfigError, load_yaml, to_dict
 from seqlab.registry import UnknownNameError
 
 TINY = {
@@ -47,15 +54,22 @@ def tiny_config(csv, **overrides):
 
 
 def preset_cases():
+    """Every preset at its own horizon (data.horizon, else the default 96) and at each one it overrides."""
     for path in sorted(PRESET_DIR.glob("*/*.yaml")):
-        horizons = [96, *load_yaml(path).get("horizons", {})]
-        for horizon in horizons:
+        preset = load_yaml(path)
+        base = preset.get("data", {}).get("horizon", ForecastDataConfig.horizon)
+        for horizon in [base, *preset.get("horizons", {})]:
             yield pytest.param(path.parent.name, path.stem, horizon, id=f"{path.parent.name}-{path.stem}-H{horizon}")
 
 
 @pytest.mark.parametrize(("model", "dataset", "horizon"), list(preset_cases()))
 def test_every_preset_loads_and_builds(model, dataset, horizon):
     cfg = build_config(model=model, data=dataset, horizon=horizon)
+    # The per-horizon values of the preset are the ones in force at that horizon.
+    for section, values in load_yaml(preset_path(model, dataset)).get("horizons", {}).get(horizon, {}).items():
+        resolved = to_dict(getattr(cfg, section))
+        for key, value in values.items():
+            assert resolved[key] == value, f"{section}.{key} at H={horizon}"
     net = build_model(cfg, n_variates=7, n_time_features=4)
     x = torch.randn(2, cfg.data.seq_len, 7)
     assert net(x).shape == (2, horizon, 7)
