@@ -34,6 +34,9 @@ class TrainConfig:
     """Fraction of the steps spent increasing the rate under `onecycle`."""
     grad_clip: float | None = None
     """Clip the global gradient norm to this value."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.999); validation,
+    the best checkpoint and the weights `fit` ends with are then the averaged ones."""
     patience: int | None = 3
     """Stop after this many epochs without improvement of `monitor`; None disables early stopping."""
     monitor: str = "loss"
@@ -67,6 +70,8 @@ class TrainConfig:
             raise ValueError("warmup_steps does not combine with schedule 'onecycle', which warms up itself")
         if not 0 < self.onecycle_pct_start < 1:
             raise ValueError(f"onecycle_pct_start must be in (0, 1), got {self.onecycle_pct_start}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or null, got {self.patience}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -8,10 +8,15 @@ Exact resume: the order of training samples in epoch e is a permutation drawn fr
 seeded with (seed, e), so a run resumed at batch i of epoch e draws the same remaining batches;
 model, optimizer, scheduler, scaler and every global RNG are restored from the checkpoint. On CPU
 a resumed run ends with the same weights, bit for bit, as an uninterrupted one.
+
+EMA (`TrainConfig.ema_decay`): an exponential moving average of the weights is updated after every
+optimizer step and saved in `last.pt`. Validation runs on the averaged weights, `best.pt` holds
+them, and `fit` ends with them (the best epoch's, or the last ones without validation).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -30,6 +35,7 @@ from seqlab.errors import SeqlabError
 from seqlab.tracking.base import NullTracker, Tracker
 from seqlab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seqlab.train.config import TrainConfig
+from seqlab.train.ema import EMA
 from seqlab.train.runtime import (
     autocast,
     resolve_precision,
@@ -122,6 +128,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.forward_model: nn.Module = torch.compile(self.model) if config.compile else self.model
         self.state = TrainState()
+        self.ema: EMA | None = None
 
     # ----------------------------------------------------------------------------- batches
     def _batches(self, dataset: Dataset, indices: Tensor, batch_size: int) -> Iterator[Any]:
@@ -175,6 +182,7 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay is not None else None
         self.state = TrainState()
         self._restore(resume)
 
@@ -185,6 +193,8 @@ class Trainer:
 
         if val_data is not None and (self.output_dir / BEST).exists():
             self.model.load_state_dict(load_checkpoint(self.output_dir / BEST)["model"])
+        elif self.ema is not None:
+            self.ema.copy_to(self.model)
         self.tracker.flush()
         rate = state.samples_seen / state.train_seconds if state.train_seconds > 0 else float("nan")
         return FitResult(
@@ -264,7 +274,14 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return value, {f"train/{k}": float(v) for k, v in extras.items()}
+
+    def _validate(self, val_data: Dataset) -> dict[str, float]:
+        """Validation metrics, of the averaged weights under EMA."""
+        with self.ema.applied_to(self.model) if self.ema is not None else contextlib.nullcontext():
+            return self.evaluate(val_data, prefix="val")
 
     def _end_epoch(self, val_data: Dataset | None) -> None:
         cfg, state = self.config, self.state
@@ -275,7 +292,7 @@ class Trainer:
             "lr": self._epoch_lr,  # the rate at the start of the epoch just finished
         }
         if val_data is not None:
-            metrics = self.evaluate(val_data, prefix="val")
+            metrics = self._validate(val_data)
             record.update(metrics)
             key = f"val/{cfg.monitor}"
             if key not in metrics:
@@ -303,6 +320,9 @@ class Trainer:
     def _save(self, name: str, model_only: bool = False) -> Path:
         payload: dict[str, Any] = {"model": self.model.state_dict(), "fingerprint": self.fingerprint}
         if model_only:
+            if self.ema is not None:  # the best weights are the averaged ones
+                with self.ema.applied_to(self.model):
+                    payload["model"] = {k: v.clone() for k, v in self.model.state_dict().items()}
             payload["epoch"] = self.state.epoch + 1
         else:
             payload.update(
@@ -312,6 +332,8 @@ class Trainer:
                 state=vars(self.state),
                 rng=rng_state(),
             )
+            if self.ema is not None:
+                payload["ema"] = self.ema.state_dict()
         return save_checkpoint(payload, self.output_dir / name)
 
     def _restore(self, resume: bool | str | Path) -> None:
@@ -329,7 +351,11 @@ class Trainer:
                 f"checkpoint {path} belongs to experiment {ckpt.get('fingerprint')!r}, "
                 f"not to this one ({self.fingerprint!r}); start afresh or point resume at the right run"
             )
+        if self.ema is not None and "ema" not in ckpt:
+            raise CheckpointError(f"checkpoint {path} holds no EMA weights; train.ema_decay must be null to resume it")
         self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
