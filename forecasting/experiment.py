@@ -93,6 +93,8 @@ class ForecastExperimentConfig:
             cfg.pop(key)
         for key in ("progress", "log_every", "checkpoint_every"):
             cfg["train"].pop(key)
+        if cfg["train"].get("ema_decay") is None:  # added later: runs without EMA keep their old hash
+            cfg["train"].pop("ema_decay", None)
         cfg["data"].pop("data_dir")
         return config_hash(cfg)
 

@@ -9,7 +9,9 @@ from seqlab.nn.embeddings import (
     TimeFeatureEmbedding,
     TimestepEmbedding,
 )
+from seqlab.nn.factorized import FactorizedAttention, LowRankKernel
 from seqlab.nn.norms import InstanceStats, RevIN
+from seqlab.nn.rotary import RotaryEmbedding
 
 __all__ = [
     "NO_MASK",
@@ -19,13 +21,16 @@ __all__ = [
     "DecoderLayer",
     "Encoder",
     "EncoderLayer",
+    "FactorizedAttention",
     "FeedForward",
     "FullAttention",
     "InstanceStats",
     "LearnedPositionalEmbedding",
+    "LowRankKernel",
     "MultiHeadAttention",
     "ProbSparseAttention",
     "RevIN",
+    "RotaryEmbedding",
     "SinusoidalPositionalEmbedding",
     "TimeFeatureEmbedding",
     "TimestepEmbedding",
