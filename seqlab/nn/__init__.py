@@ -12,11 +12,13 @@ from seqlab.nn.embeddings import (
 from seqlab.nn.factorized import FactorizedAttention, LowRankKernel
 from seqlab.nn.norms import InstanceStats, RevIN
 from seqlab.nn.rotary import RotaryEmbedding
+from seqlab.nn.windowed import CosineAttention, WindowAttention, WindowMask
 
 __all__ = [
     "NO_MASK",
     "AttentionMask",
     "ConvTokenEmbedding",
+    "CosineAttention",
     "Decoder",
     "DecoderLayer",
     "Encoder",
@@ -34,6 +36,8 @@ __all__ = [
     "SinusoidalPositionalEmbedding",
     "TimeFeatureEmbedding",
     "TimestepEmbedding",
+    "WindowAttention",
+    "WindowMask",
     "activation",
     "encoder_stack",
 ]
