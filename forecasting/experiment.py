@@ -20,8 +20,8 @@ from forecasting.models import MODELS
 from forecasting.task import ForecastTask
 from seqlab.config import ConfigError, config_hash, flatten, from_dict, load_yaml, merge, to_dict
 from seqlab.tracking import NullTracker, Tracker, environment_tags
+from seqlab.tracking.runs import TrackingConfig, open_tracker, read_json, write_json
 from seqlab.train import FitResult, Trainer, TrainConfig
-from seqlab.train.checkpoint import atomic_write_bytes
 from seqlab.train.runtime import seed_everything
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,6 @@ class ForecastDataConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
-    enabled: bool = True
-    """Log the run to MLflow (False: log nothing)."""
-    experiment: str = "seqlab-forecasting"
-    tracking_uri: str | None = None
-    """MLflow store; None: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db."""
-    run_name: str | None = None
-    log_checkpoint: bool = True
-    """Log the best checkpoint as an artifact."""
-    plots: bool = True
-    """Log loss curves and forecast-vs-actual figures."""
-
-
-@dataclass(frozen=True)
 class ForecastExperimentConfig:
     model_name: str = "itransformer"
     model: Any = None
@@ -73,7 +59,7 @@ class ForecastExperimentConfig:
     data: ForecastDataConfig = field(default_factory=ForecastDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: str = "mse"
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="seqlab-forecasting"))
     output_dir: str = "outputs"
     """Runs write their checkpoints and results under <output_dir>/<run key>/."""
 
@@ -199,22 +185,6 @@ class ExperimentResult:
     test_samples_per_second: float
 
 
-def open_tracker(cfg: ForecastExperimentConfig, resume: bool) -> Tracker:
-    if not cfg.tracking.enabled:
-        return NullTracker()
-    from seqlab.tracking.mlflow import MlflowTracker
-
-    previous = _read_json(cfg.run_dir / "run.json").get("run_id") if resume else None
-    tracker = MlflowTracker(
-        cfg.tracking.experiment,
-        run_name=cfg.tracking.run_name or cfg.run_key,
-        tracking_uri=cfg.tracking.tracking_uri,
-        run_id=previous,
-    )
-    _write_json(cfg.run_dir / "run.json", {"run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri})
-    return tracker
-
-
 def run_experiment(
     cfg: ForecastExperimentConfig, resume: bool = False, tracker: Tracker | None = None
 ) -> ExperimentResult:
@@ -228,7 +198,7 @@ def run_experiment(
     seed_everything(cfg.train.seed)  # the initial weights are part of the experiment
     model = build_model(cfg, data.n_variates, data.n_time_features)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    tracker = tracker if tracker is not None else open_tracker(cfg, resume)
+    tracker = tracker if tracker is not None else open_tracker(cfg.tracking, cfg.run_dir, cfg.run_key, resume)
     try:
         _log_setup(tracker, cfg, data, model)
         trainer = Trainer(
@@ -248,7 +218,7 @@ def run_experiment(
              "train/seconds": fit.train_seconds},
             step=fit.epochs_completed,
         )
-        _write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "test": test,
+        write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "test": test,
                                                   "best_epoch": fit.best_epoch, "epochs": fit.epochs_completed})
         _log_outputs(tracker, cfg, data, trainer, fit)
     except BaseException as exc:
@@ -300,13 +270,3 @@ def _log_outputs(
 
         tracker.log_figure(plots.loss_curves(fit.history), "plots/loss_curves.png")
         tracker.log_figure(plots.test_forecasts(trainer.model, data, trainer.device), "plots/test_forecasts.png")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    text = json.dumps(payload, indent=2, default=str).encode()
-    atomic_write_bytes(path, lambda f: f.write(text))
-
