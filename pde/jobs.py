@@ -124,7 +124,8 @@ class JobReport:
 
     @property
     def speedup_vs_solver(self) -> float | None:
-        """The solver's time for the same trajectory-steps over ours, when the dataset recorded it."""
+        """The solver's time for the same trajectory-steps over ours, when the input dataset was generated
+        by seqlab (its `solver_seconds` attr); only meaningful on the machine that generated it."""
         if self.solver_seconds is None or self.chunks_run != self.chunks_total or self.seconds <= 0:
             return None
         return self.solver_seconds / self.seconds
@@ -359,8 +360,10 @@ def run_job(
     diverged = sorted(d for r in results for d in r.diverged)
     for sample, step in diverged:
         log.warning("trajectory %d diverged (NaN/inf) at step %d", sample, step)
-    per_frame = ds.attrs.get("solver_seconds_per_frame")
-    solver_seconds = float(per_frame) * spec.n_samples * config.steps if per_frame is not None else None
+    solver_seconds = None
+    if "solver_seconds" in ds.attrs:  # the generation's time, scaled to the trajectory-steps rolled out
+        per_frame = float(ds.attrs["solver_seconds"]) / (ds.sizes[SAMPLE] * ds.sizes[TIME])
+        solver_seconds = per_frame * spec.n_samples * config.steps
     return JobReport(spec.output_path, spec.n_samples, config.steps, n_chunks, len(todo), seconds, diverged,
                      solver_seconds)
 

@@ -26,7 +26,10 @@ from seqlab.train.checkpoint import load_checkpoint, save_checkpoint
 SURROGATE_FILE = "surrogate.pt"
 
 # Dataset attrs that describe where data came from, not the physics: they may differ freely.
-PROVENANCE_ATTRS = frozenset({"seed", "seqlab_version", "source", "solver", "created", "n_samples"})
+PROVENANCE_ATTRS = frozenset({
+    "seed", "seqlab_version", "source", "solver", "created", "n_samples", "note", "preset",
+    "solver_seconds", "solver_device", "solver_threads",
+})
 
 
 class SurrogateMismatchError(SeqlabError):
