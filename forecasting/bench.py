@@ -371,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, case in enumerate(cases, 1):
         row = _in_fresh_process(run_case, case, args.data_dir)
         rows.append(row)
+        write_report(rows, probes, command, args.out)  # after every run, so a long table is never lost
         print(f"[{i}/{len(cases)}] {case.model} {case.dataset} H={case.horizon} {case.precision} seed={case.seed}: "
               f"MSE {row['mse']:.4f} MAE {row['mae']:.4f}, {row['train_windows_per_s']:.0f} windows/s, "
               f"{row['wall_seconds']:.0f} s", flush=True)
