@@ -1,6 +1,13 @@
 """Building blocks shared by every model: attention, transformer layers, embeddings, norms."""
 
-from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention, ProbSparseAttention
+from seqlab.nn.attention import (
+    NO_MASK,
+    AttentionMask,
+    FullAttention,
+    KVCache,
+    MultiHeadAttention,
+    ProbSparseAttention,
+)
 from seqlab.nn.blocks import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, activation, encoder_stack
 from seqlab.nn.embeddings import (
     ConvTokenEmbedding,
@@ -27,6 +34,7 @@ __all__ = [
     "FeedForward",
     "FullAttention",
     "InstanceStats",
+    "KVCache",
     "LearnedPositionalEmbedding",
     "LowRankKernel",
     "MultiHeadAttention",

@@ -9,12 +9,16 @@ the score computation. A kernel is any module called as
 so ProbSparse (Informer), factorized (FactFormer) and windowed (PDE-Transformer) kernels plug in
 without touching callers. `FullAttention` is the exact kernel, run through
 `torch.nn.functional.scaled_dot_product_attention` (fused CPU/GPU paths).
+
+Incremental decoding: pass a `KVCache` to `MultiHeadAttention.forward` and feed only the new
+tokens; their keys and values are appended to the cache and the queries attend causally over
+cached + new keys, giving the same outputs as one causal pass over the whole sequence.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +29,16 @@ from torch import Tensor, nn
 class AttentionMask:
     """Which keys each query may see. Both parts are optional and combine with AND.
 
-    causal: query i sees keys j <= i (aligned at the start; Lq == Lk expected).
+    causal: query i sees keys j <= i + causal_offset (aligned at the start; Lq == Lk expected
+        unless an offset is given).
     key_padding: (B, Lk) bool, True where the key is padding and must be ignored.
+    causal_offset: how many keys precede the first query, i.e. the cached keys of incremental
+        decoding (`MultiHeadAttention` sets it from its `KVCache`).
     """
 
     causal: bool = False
     key_padding: Tensor | None = None
+    causal_offset: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -40,7 +48,7 @@ class AttentionMask:
         """Boolean (B or 1, 1, Lq, Lk) tensor, True where attention is allowed; None if all is."""
         allowed = None
         if self.causal:
-            allowed = torch.ones(lq, lk, dtype=torch.bool, device=device).tril()[None, None]
+            allowed = torch.ones(lq, lk, dtype=torch.bool, device=device).tril(self.causal_offset)[None, None]
         if self.key_padding is not None:
             keys = ~self.key_padding.to(device=device, dtype=torch.bool)[:, None, None, :]
             allowed = keys if allowed is None else allowed & keys
@@ -64,7 +72,14 @@ class FullAttention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
         dropout_p = self.dropout if self.training else 0.0
         if mask.key_padding is None:
-            # Fast path: the fused kernels build the causal mask themselves.
+            if mask.causal and mask.causal_offset:
+                # Incremental decoding: the new queries sit after `causal_offset` cached keys.
+                allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)
+                return F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=allowed, dropout_p=dropout_p, scale=self.scale
+                )
+            # Fast path: the fused kernels build the causal mask themselves, without an (Lq, Lk)
+            # tensor on CPU (flash kernel) as long as dropout_p == 0.
             return F.scaled_dot_product_attention(
                 q, k, v, dropout_p=dropout_p, is_causal=mask.causal, scale=self.scale
             )
@@ -140,6 +155,50 @@ class ProbSparseAttention(nn.Module):
         return context.scatter(2, index, active.to(context.dtype))
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, for one attention layer (incremental decoding).
+
+    Storage is allocated once, on the first `append`, for `max_len` positions: (B, H, max_len, E)
+    for keys and for values; later appends write in place, so decoding T tokens one step at a
+    time copies each key once instead of re-concatenating the history every step.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        self.max_len = max_len
+        self.length = 0
+        self._k: Tensor | None = None
+        self._v: Tensor | None = None
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """k: (B, H, n, E), v: (B, H, n, Ev) -> all keys and values so far, (B, H, length + n, .)."""
+        n = k.shape[-2]
+        if self.length + n > self.max_len:
+            raise ValueError(
+                f"KVCache holds {self.length} of max_len={self.max_len} positions and cannot take {n} more; "
+                "reset it or allocate a longer cache"
+            )
+        if self._k is None or self._k.shape[:2] != k.shape[:2] or self._k.dtype != k.dtype:
+            if self.length:
+                raise ValueError(
+                    f"KVCache was filled with batch/heads {tuple(self._k.shape[:2])} and {self._k.dtype}, "
+                    f"got {tuple(k.shape[:2])} and {k.dtype}"
+                )
+            b, h = k.shape[:2]
+            self._k = k.new_empty(b, h, self.max_len, k.shape[-1])
+            self._v = v.new_empty(b, h, self.max_len, v.shape[-1])
+        end = self.length + n
+        self._k[:, :, self.length : end] = k
+        self._v[:, :, self.length : end] = v
+        self.length = end
+        return self._k[:, :, :end], self._v[:, :, :end]
+
+    def reset(self) -> None:
+        """Forget every cached position (the storage is kept for reuse)."""
+        self.length = 0
+
+
 class MultiHeadAttention(nn.Module):
     """Projections and head split around an attention kernel.
 
@@ -188,13 +247,24 @@ class MultiHeadAttention(nn.Module):
         key: Tensor | None = None,
         value: Tensor | None = None,
         mask: AttentionMask = NO_MASK,
+        cache: KVCache | None = None,
     ) -> Tensor:
-        """query: (B, Lq, D); key, value: (B, Lk, D), default to `query` (self-attention)."""
+        """query: (B, Lq, D); key, value: (B, Lk, D), default to `query` (self-attention).
+
+        cache: keys and values of earlier tokens; the new ones are appended to it, and a causal
+        mask is shifted by the number of cached keys (a key padding mask must then cover all
+        cached + new keys).
+        """
         key = query if key is None else key
         value = key if value is None else value
         q = self._split(self.q_proj(query))
         k = self._split(self.k_proj(key))
         v = self._split(self.v_proj(value))
+        if cache is not None:
+            offset = cache.length
+            k, v = cache.append(k, v)  # (B, H, offset + Lk, E)
+            if mask.causal:
+                mask = replace(mask, causal_offset=mask.causal_offset + offset)
         out = self.kernel(q, k, v, mask)  # (B, H, Lq, E)
         b, _, lq, _ = out.shape
         if not self.mix:

@@ -5,6 +5,9 @@ on the attention weights (inside the kernel), on each sub-layer's output before 
 sum, and after the feed-forward activation. `norm_first` switches between the post-norm layer of
 those references (`x = norm(x + f(x))`) and the pre-norm layer of GPT-style models
 (`x = x + f(norm(x))`).
+
+Encoder layers and stacks take an optional `KVCache` (one per layer) for incremental decoding:
+feed only the new tokens of a causal sequence and get the outputs a full pass would give them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, MultiHeadAttention
+from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, KVCache, MultiHeadAttention
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -63,11 +66,12 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
+    def forward(self, x: Tensor, mask: AttentionMask = NO_MASK, cache: KVCache | None = None) -> Tensor:
+        """cache: this layer's keys and values of earlier tokens (see `MultiHeadAttention`)."""
         if self.norm_first:
-            x = x + self.dropout(self.attention(self.norm1(x), mask=mask))
+            x = x + self.dropout(self.attention(self.norm1(x), mask=mask, cache=cache))
             return x + self.feed_forward(self.norm2(x))
-        x = self.norm1(x + self.dropout(self.attention(x, mask=mask)))
+        x = self.norm1(x + self.dropout(self.attention(x, mask=mask, cache=cache)))
         return self.norm2(x + self.feed_forward(x))
 
 
@@ -132,9 +136,18 @@ class Encoder(nn.Module):
         self.between = nn.ModuleList(between)
         self.norm = norm
 
-    def forward(self, x: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: AttentionMask = NO_MASK, cache: Sequence[KVCache] | None = None
+    ) -> Tensor:
+        """cache: one `KVCache` per layer for incremental decoding (not with `between` modules,
+        which change the sequence length)."""
+        if cache is not None:
+            if self.between:
+                raise ValueError("an encoder with modules between its layers cannot decode incrementally")
+            if len(cache) != len(self.layers):
+                raise ValueError(f"need one KVCache per layer ({len(self.layers)}), got {len(cache)}")
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask=mask)
+            x = layer(x, mask=mask) if cache is None else layer(x, mask=mask, cache=cache[i])
             if i < len(self.between):
                 x = self.between[i](x)
         return self.norm(x) if self.norm is not None else x
