@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from forecasting.timefeatures import infer_freq, time_features
+from seqlab.datadirs import field_data_dirs, shared_data_dir
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ Duplicates = Literal["error", "keep"]
 FillMissing = Literal["error", "interpolate"]
 COMMON_SENTINELS = (-9999.0, -999.0, 9999.0)
 PACKAGED_DIR = Path(__file__).resolve().parent / "datasets"
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "forecasting"
+SHARED_DIR = shared_data_dir("forecasting")
 
 _DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
@@ -79,20 +80,12 @@ CATALOGUE: dict[str, DatasetSpec] = {
 def data_dirs(data_dir: str | Path | None = None) -> list[Path]:
     """Where dataset files are looked for, in order.
 
-    An explicit directory alone; otherwise $SEQLAB_DATA_DIR, `../shared/data/forecasting` beside
-    the repository (or the working directory) when it exists, and the files shipped with seqlab.
+    An explicit directory alone; otherwise the shared rule (`seqlab.datadirs`: $SEQLAB_DATA_DIR,
+    `../shared/data/forecasting`) followed by the files shipped with seqlab.
     """
     if data_dir is not None:
         return [Path(data_dir)]
-    dirs = []
-    if os.environ.get("SEQLAB_DATA_DIR"):
-        env = Path(os.environ["SEQLAB_DATA_DIR"])
-        dirs.append(env / "forecasting" if (env / "forecasting").is_dir() else env)
-    for shared in (SHARED_DIR, Path.cwd().parent / "shared" / "data" / "forecasting"):
-        if shared.is_dir() and shared not in dirs:
-            dirs.append(shared)
-    dirs.append(PACKAGED_DIR)
-    return dirs
+    return [*field_data_dirs("forecasting"), PACKAGED_DIR]
 
 
 def resolve_dataset(name: str, data_dir: str | Path | None = None) -> tuple[Path, DatasetSpec]:
