@@ -43,6 +43,7 @@ return is validated; finished episodes stop counting while their env idles until
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -59,6 +60,11 @@ from seqlab.config import require_positive
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.nn.attention import KVCache
 from seqlab.train.runtime import autocast
+
+# MuJoCo renders off-screen through EGL when there is no display (servers, CI); it reads the
+# setting when it is first imported, so it is set before any env is made.
+if "DISPLAY" not in os.environ:
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Maps raw returns to normalized scores, e.g. 100 (R - R_random) / (R_expert - R_random)."""
@@ -85,9 +91,14 @@ class EvalConfig:
     """Override the env's time limit."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Autocast dtype of the forward passes."""
+    frame_every: int = 0
+    """Render every n-th step of the first episode into `EvalResult.frames` (sequential evaluator
+    only, for a frame strip); 0 renders nothing."""
 
     def __post_init__(self) -> None:
         require_positive(self, "n_episodes", "num_envs", "n_trials")
+        if self.frame_every < 0:
+            raise ConfigError(f"frame_every must be >= 0, got {self.frame_every}")
         if not self.target_returns:
             raise ConfigError("target_returns must name at least one target return")
         for i, target in enumerate(self.target_returns):
@@ -106,6 +117,8 @@ class EvalResult:
     lengths: np.ndarray
     seeds: np.ndarray
     scores: np.ndarray | None = None
+    frames: list[np.ndarray] | None = None
+    """RGB frames (H, W, 3) of the first episode, when rendered (`EvalConfig.frame_every`)."""
 
     def summary(self) -> dict[str, float]:
         """Mean and std over episodes; with several trials per episode the first, last and best
@@ -278,7 +291,8 @@ def evaluate_sequential(model: nn.Module, prep: Preprocessing, config: EvalConfi
     """The reference's evaluation: one env, one episode at a time, histories grown by torch.cat,
     the whole state history normalized and the window left-padded every step (for tests and the
     speed benchmark)."""
-    env = _make(config.env_id, **_limit(config))
+    render = {"render_mode": "rgb_array"} if config.frame_every else {}
+    env = _make(config.env_id, **_limit(config), **render)
     _check_env(model, prep, config.env_id, env.observation_space, env.action_space)
     device = next(model.parameters()).device
     was_training = model.training
@@ -289,6 +303,7 @@ def evaluate_sequential(model: nn.Module, prep: Preprocessing, config: EvalConfi
     for target in map(float, config.target_returns):
         returns = np.zeros((config.n_episodes, config.n_trials))
         lengths = np.zeros((config.n_episodes, config.n_trials), np.int64)
+        frames: list[np.ndarray] = []
         for episode in range(config.n_episodes):
             obs, _ = env.reset(seed=config.seed + episode)
             history = {name: torch.zeros(0, *shape, dtype=dtype, device=device)
@@ -315,8 +330,10 @@ def evaluate_sequential(model: nn.Module, prep: Preprocessing, config: EvalConfi
                     lengths[episode, trial] += 1
                     t += 1
                     done = terminated or truncated
+                    if render and episode == 0 and trial == 0 and t % config.frame_every == 0:
+                        frames.append(env.render())
         results.append(EvalResult(target, returns, lengths, config.seed + np.arange(config.n_episodes),
-                                  None if score_fn is None else score_fn(returns)))
+                                  None if score_fn is None else score_fn(returns), frames or None))
     env.close()
     model.train(was_training)
     return results

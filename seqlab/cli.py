@@ -18,6 +18,23 @@ from importlib.metadata import entry_points
 from seqlab.errors import SeqlabError
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """Parses positionals wherever they stand, so `train PRESET --data F key=value` keeps its
+    overrides (plain argparse stops filling positionals once an option has come). Fields pass it
+    as `parser_class` of their subcommands."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back into this method
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def _add_ui(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ui", help="open the MLflow UI on the runs of this directory's store")
     parser.add_argument("--port", type=int, default=5000)
