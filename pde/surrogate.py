@@ -28,7 +28,8 @@ SURROGATE_FILE = "surrogate.pt"
 # Dataset attrs that describe where data came from, not the physics: they may differ freely.
 PROVENANCE_ATTRS = frozenset({
     "seed", "seqlab_version", "source", "solver", "created", "n_samples", "note", "preset",
-    "solver_seconds", "solver_device", "solver_threads",
+    "solver_seconds", "solver_device", "solver_threads", "solver_dt", "config", "t_start",
+    "initial_condition",
 })
 
 
