@@ -1,4 +1,4 @@
-"""`seqlab pde ...`: make PDE datasets from presets.
+"""`seqlab pde ...`: make PDE datasets, train surrogates, and run them as batch jobs.
 
 Only argparse is imported at registration; torch and xarray load when a command runs.
 """
@@ -11,7 +11,7 @@ from seqlab.cli import IntermixedParser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pde", help="PDE surrogates: datasets from numerical solvers")
+    parser = subparsers.add_parser("pde", help="PDE surrogates: datasets, training, batch rollouts")
     commands = parser.add_subparsers(dest="pde_command", required=True, metavar="COMMAND",
                                      parser_class=IntermixedParser)
 
@@ -28,8 +28,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     generate.set_defaults(func=_generate)
 
-    presets = commands.add_parser("presets", help="list the dataset presets")
+    presets = commands.add_parser("presets", help="list the dataset and experiment presets")
     presets.set_defaults(func=_presets)
+
+    train = commands.add_parser(
+        "train",
+        help="train a surrogate, test it by rollout, save it as surrogate.pt (tracked in MLflow)",
+        description="Train with an experiment preset of pde/configs/experiments or a YAML file. The dataset "
+        "(data.dataset) is a file or a generation preset, simulated once into <output_dir>/data/. Extra "
+        "KEY=VALUE arguments override config values, e.g. train.epochs=5 model.n_layers=2.",
+    )
+    train.add_argument("preset", help="experiment preset name or YAML file")
+    train.add_argument("--data", default=None, help="dataset file or generation preset (data.dataset)")
+    train.add_argument("--data-dir", default=None, help="folder with dataset files (or SEQLAB_DATA_DIR)")
+    train.add_argument("--seed", type=int, default=None, help="training seed (train.seed)")
+    train.add_argument("--output-dir", default=None, help="where run folders go; default ./outputs")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run of this config")
+    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    train.set_defaults(func=_train)
+
+    infer = commands.add_parser(
+        "infer",
+        help="roll a trained surrogate out over a dataset of initial conditions into a zarr store",
+        description="Streams chunks of trajectories into the store; a killed job continues where it stopped "
+        "when run again with the same arguments. With --scheduler the chunks run on a Dask cluster.",
+    )
+    infer.add_argument("surrogate", help="surrogate.pt, its run folder, or an MLflow URI (runs:/<id>/surrogate)")
+    infer.add_argument("input", help="initial conditions: NetCDF (.nc) or zarr with dims (sample, time, ...)")
+    infer.add_argument("output", help="output zarr store (.zarr)")
+    infer.add_argument("--steps", type=int, required=True, help="frames to predict per trajectory")
+    infer.add_argument("--start-frame", type=int, default=0, help="first input frame of the initial condition")
+    infer.add_argument("--chunk-size", type=int, default=16, help="trajectories per chunk")
+    infer.add_argument("--threads", type=int, default=1, help="torch threads per chunk")
+    infer.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
+    infer.set_defaults(func=_infer)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -45,9 +78,55 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
+    from pde.experiment import preset_names as experiment_presets
     from pde.generate import load_preset, preset_names
 
+    print("datasets (seqlab pde generate):")
     for name in preset_names():
         solver, cfg = load_preset(name)
         print(f"  {name:<24} {solver:<19} {cfg.n_samples} x {cfg.n_frames} frames, {cfg.resolution} points/axis")
+    print("experiments (seqlab pde train):")
+    for name in experiment_presets():
+        print(f"  {name}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pde.experiment import build_config, run_experiment
+    from seqlab.config import merge, parse_overrides
+
+    explicit: dict = {}
+    for key, value in (("dataset", args.data), ("data_dir", args.data_dir)):
+        if value is not None:
+            explicit.setdefault("data", {})[key] = value
+    if args.seed is not None:
+        explicit["train"] = {"seed": args.seed}
+    if args.output_dir is not None:
+        explicit["output_dir"] = args.output_dir
+    if args.no_track:
+        explicit["tracking"] = {"enabled": False}
+    cfg = build_config(args.preset, merge(explicit, parse_overrides(args.overrides)))
+    result = run_experiment(cfg, resume=args.resume)
+    t = result.test
+    print(f"{cfg.model_name} on {cfg.data.dataset}: {result.fit.global_step} steps; test rollout of "
+          f"{t['test/rollout_steps']:.0f} steps: nRMSE t=1 {t['test/nrmse_t1']:.4f}, last {t['test/nrmse_last']:.4f}, "
+          f"rel-L2 {t['test/rel_l2']:.4f}, correlation time {t['test/correlation_time']:.1f}")
+    print(f"surrogate: {result.surrogate_path}" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from pde.jobs import InferConfig, run_job
+
+    config = InferConfig(steps=args.steps, start_frame=args.start_frame, chunk_size=args.chunk_size,
+                         threads=args.threads, scheduler=args.scheduler)
+    report = run_job(args.surrogate, args.input, args.output, config)
+    print(f"wrote {report.output_path}: {report.n_trajectories} trajectories x {report.steps} steps "
+          f"({report.chunks_run} of {report.chunks_total} chunks this run) in {report.seconds:.1f} s, "
+          f"{report.throughput:.1f} trajectory-steps/s")
+    if report.speedup_vs_solver is not None:
+        print(f"the solver that made the input took {report.solver_seconds:.1f} s for as many steps: "
+              f"{report.speedup_vs_solver:.1f}x")
+    for sample, step in report.diverged:
+        print(f"trajectory {sample} diverged at step {step}")
     return 0

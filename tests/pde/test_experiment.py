@@ -78,3 +78,20 @@ def test_config_errors_name_the_key():
         build_config("nope")
     with pytest.raises(ConfigError, match="data.rollout_steps"):
         build_config("factformer_ns_tiny", {"data": {"rollout_steps": 0}})
+
+
+def test_cli_trains_then_infers_with_the_surrogate(tmp_path, capsys):
+    from seqlab.cli import main
+
+    overrides = ["model.d_model=16", "model.n_heads=2", "model.d_head=8", "model.n_layers=1", "train.epochs=1",
+                 "data.rollout_steps=3", "train.progress=false"]
+    assert main(["pde", "train", "factformer_ns_tiny", "--output-dir", str(tmp_path), "--no-track", *overrides]) == 0
+    assert "surrogate:" in capsys.readouterr().out
+    surrogate = next(tmp_path.glob("*/surrogate.pt"))
+    ics = tmp_path / "data" / "ns_tiny.nc"
+    assert main(["pde", "infer", str(surrogate.parent), str(ics), str(tmp_path / "out.zarr"), "--steps", "3",
+                 "--chunk-size", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 trajectories x 3 steps (2 of 2 chunks this run)" in printed
+    assert "the solver that made the input took" in printed  # the speed-up over the generating solver
+    assert xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["vorticity"].shape == (8, 3, 32, 32)
