@@ -5,7 +5,7 @@ from torch import nn
 from seqlab.train import CheckpointError, LossTask, Trainer, TrainConfig
 from seqlab.train.checkpoint import load_checkpoint
 from seqlab.train.ema import EMA
-from test_trainer import Crash, assert_bitwise_equal, config, crash_at, make_model, mse_loss, params, regression_data
+from tests.seqlab.test_trainer import Crash, assert_bitwise_equal, config, crash_at, make_model, mse_loss, params, regression_data
 
 
 def set_weights(model, value):
