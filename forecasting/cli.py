@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqlab.cli import add_run_arguments, run_overrides
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("forecast", help="long-horizon time-series forecasting")
@@ -27,12 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", default=None, help="YAML file with config values")
     train.add_argument("--data-dir", default=None, help="folder with the dataset files (or SEQLAB_DATA_DIR)")
     train.add_argument("--epochs", type=int, default=None, help="maximum epochs (train.epochs)")
-    train.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
-    train.add_argument("--output-dir", default=None, help="where run folders go; default ./outputs")
-    train.add_argument("--resume", action="store_true",
-                       help="continue this config's interrupted run from its last checkpoint")
-    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    add_run_arguments(train)
     train.set_defaults(func=_train)
 
     listing = commands.add_parser("list", help="list models, datasets and reference presets")
@@ -42,18 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from forecasting.experiment import build_config, run_experiment
-    from seqlab.config import merge, parse_overrides, set_dotted
 
-    # Flags first, KEY=VALUE overrides last: the most specific setting wins.
-    flags: dict = {}
-    for flag, key in (("model", "model.name"), ("data", "data.name"), ("horizon", "data.horizon"),
-                      ("seq_len", "data.seq_len"), ("data_dir", "data.data_dir"), ("epochs", "train.epochs"),
-                      ("seed", "train.seed"), ("output_dir", "output_dir")):
-        if getattr(args, flag) is not None:
-            set_dotted(flags, key, getattr(args, flag))
-    if args.no_track:
-        set_dotted(flags, "tracking.enabled", False)
-    cfg = build_config(config_file=args.config, overrides=merge(flags, parse_overrides(args.overrides)))
+    flags = {"model": "model.name", "data": "data.name", "horizon": "data.horizon", "seq_len": "data.seq_len",
+             "data_dir": "data.data_dir", "epochs": "train.epochs"}
+    cfg = build_config(config_file=args.config, overrides=run_overrides(args, flags))
     d = cfg.data
     print(f"training {cfg.model_name} on {d.name} (L={d.seq_len}, H={d.horizon}) for up to "
           f"{cfg.train.epochs} epochs; run folder {cfg.run_dir}")

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from forecasting.data import CATALOGUE, ForecastData, load_forecast_data
 from forecasting.models import MODELS
 from forecasting.task import ForecastTask
-from seqlab.config import ConfigError, config_hash, flatten, from_dict, load_yaml, merge, to_dict
+from seqlab.config import ConfigError, flatten, from_dict, load_yaml, merge, to_dict
+from seqlab.experiment import ExperimentIdentity, closing_run
 from seqlab.tracking import NullTracker, Tracker, environment_tags
 from seqlab.tracking.runs import TrackingConfig, open_tracker, read_json, write_json
 from seqlab.train import FitResult, Trainer, TrainConfig
@@ -52,7 +53,7 @@ class ForecastDataConfig:
 
 
 @dataclass(frozen=True)
-class ForecastExperimentConfig:
+class ForecastExperimentConfig(ExperimentIdentity):
     model_name: str = "itransformer"
     model: Any = None
     """The model's config dataclass; its seq_len and horizon always equal the data's."""
@@ -72,27 +73,10 @@ class ForecastExperimentConfig:
         return out
 
     @property
-    def fingerprint(self) -> str:
-        """Hash of everything that shapes the trained weights (not tracking, paths or display)."""
-        cfg = self.as_dict()
-        for key in ("tracking", "output_dir"):
-            cfg.pop(key)
-        for key in ("progress", "log_every", "checkpoint_every"):
-            cfg["train"].pop(key)
-        if cfg["train"].get("ema_decay") is None:  # added later: runs without EMA keep their old hash
-            cfg["train"].pop("ema_decay", None)
-        cfg["data"].pop("data_dir")
-        return config_hash(cfg)
-
-    @property
     def run_key(self) -> str:
         d = self.data
         name = Path(d.name).stem if d.name not in CATALOGUE else d.name
         return f"{name}-{self.model_name}-L{d.seq_len}-H{d.horizon}-s{self.train.seed}-{self.fingerprint[:8]}"
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_key
 
 
 def preset_path(model_name: str, data_name: str) -> Path:
@@ -199,7 +183,7 @@ def run_experiment(
     model = build_model(cfg, data.n_variates, data.n_time_features)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = tracker if tracker is not None else open_tracker(cfg.tracking, cfg.run_dir, cfg.run_key, resume)
-    try:
+    with closing_run(tracker):
         _log_setup(tracker, cfg, data, model)
         trainer = Trainer(
             model,
@@ -221,10 +205,6 @@ def run_experiment(
         write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "test": test,
                                                   "best_epoch": fit.best_epoch, "epochs": fit.epochs_completed})
         _log_outputs(tracker, cfg, data, trainer, fit)
-    except BaseException as exc:
-        tracker.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    tracker.close("FINISHED")
     return ExperimentResult(tracker.run_id, cfg.run_dir, test, fit, cfg, test_rate)
 
 

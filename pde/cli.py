@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from seqlab.cli import IntermixedParser
+from seqlab.cli import IntermixedParser, add_run_arguments, run_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("preset", help="experiment preset name or YAML file")
     train.add_argument("--data", default=None, help="dataset file or generation preset (data.dataset)")
     train.add_argument("--data-dir", default=None, help="folder with dataset files (or SEQLAB_DATA_DIR)")
-    train.add_argument("--seed", type=int, default=None, help="training seed (train.seed)")
-    train.add_argument("--output-dir", default=None, help="where run folders go; default ./outputs")
-    train.add_argument("--resume", action="store_true", help="continue the interrupted run of this config")
-    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    add_run_arguments(train)
     train.set_defaults(func=_train)
 
     infer = commands.add_parser(
@@ -93,19 +89,8 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from pde.experiment import build_config, run_experiment
-    from seqlab.config import merge, parse_overrides
 
-    explicit: dict = {}
-    for key, value in (("dataset", args.data), ("data_dir", args.data_dir)):
-        if value is not None:
-            explicit.setdefault("data", {})[key] = value
-    if args.seed is not None:
-        explicit["train"] = {"seed": args.seed}
-    if args.output_dir is not None:
-        explicit["output_dir"] = args.output_dir
-    if args.no_track:
-        explicit["tracking"] = {"enabled": False}
-    cfg = build_config(args.preset, merge(explicit, parse_overrides(args.overrides)))
+    cfg = build_config(args.preset, run_overrides(args, {"data": "data.dataset", "data_dir": "data.data_dir"}))
     result = run_experiment(cfg, resume=args.resume)
     t = result.test
     print(f"{cfg.model_name} on {cfg.data.dataset}: {result.fit.global_step} steps; test rollout of "

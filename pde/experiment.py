@@ -37,7 +37,8 @@ from pde.models import MODELS
 from pde.rollout import rollout
 from pde.surrogate import PROVENANCE_ATTRS, SURROGATE_FILE, Surrogate
 from pde.task import PDETask, PDETaskConfig
-from seqlab.config import ConfigError, config_hash, flatten, from_dict, load_yaml, merge, to_dict
+from seqlab.config import ConfigError, flatten, to_dict
+from seqlab.experiment import ExperimentIdentity, closing_run, layered_config
 from seqlab.tracking import NullTracker, Tracker, environment_tags
 from seqlab.tracking.runs import TrackingConfig, open_tracker, write_json
 from seqlab.train import FitResult, Trainer, TrainConfig
@@ -80,7 +81,7 @@ class PDEDataConfig:
 
 
 @dataclass(frozen=True)
-class PDEExperimentConfig:
+class PDEExperimentConfig(ExperimentIdentity):
     model_name: str = "factformer"
     model: Any = None
     """The model's config dataclass (`pde.models`); channels/spatial_dims/n_param follow the data."""
@@ -91,29 +92,9 @@ class PDEExperimentConfig:
     output_dir: str = "outputs"
     """Runs write checkpoints, the surrogate and results under <output_dir>/<run key>/."""
 
-    def as_dict(self) -> dict[str, Any]:
-        out = to_dict(self)
-        out["model"] = {"name": out.pop("model_name"), **(out["model"] or {})}
-        return out
-
-    @property
-    def fingerprint(self) -> str:
-        """Hash of everything that shapes the trained weights (not tracking, paths or display)."""
-        cfg = self.as_dict()
-        for key in ("tracking", "output_dir"):
-            cfg.pop(key)
-        for key in ("progress", "log_every", "checkpoint_every"):
-            cfg["train"].pop(key)
-        cfg["data"].pop("data_dir")
-        return config_hash(cfg)
-
     @property
     def run_key(self) -> str:
         return f"{Path(self.data.dataset).stem}-{self.model_name}-s{self.train.seed}-{self.fingerprint[:8]}"
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_key
 
 
 def preset_names() -> list[str]:
@@ -122,30 +103,8 @@ def preset_names() -> list[str]:
 
 def build_config(preset: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PDEExperimentConfig:
     """Resolve defaults < experiment preset (a name in pde/configs/experiments or a YAML path) < overrides."""
-    raw: dict[str, Any] = {}
-    if preset is not None:
-        path = Path(preset)
-        if not path.is_file():
-            path = PRESET_DIR / f"{preset}.yaml"
-            if not path.is_file():
-                raise ConfigError(f"unknown PDE experiment {str(preset)!r}; presets: {', '.join(preset_names())} "
-                                  "(or a YAML path)")
-        raw = load_yaml(path)
-    return from_raw(merge(raw, overrides or {}))
-
-
-def from_raw(raw: dict[str, Any]) -> PDEExperimentConfig:
-    """Typed config from a nested dict; `model.name` picks the model config class."""
-    raw = dict(raw)
-    model_raw = raw.pop("model", {}) or {}
-    model_raw = {"name": model_raw} if isinstance(model_raw, str) else dict(model_raw)
-    model_name = model_raw.pop("name", PDEExperimentConfig.model_name)
-    model_cls = MODELS.get(model_name)
-    for key in DATA_FIELDS:
-        if key in model_raw:
-            raise ConfigError(f"model.{key} is taken from the data; choose data.variables / data.params instead")
-    base = from_dict(PDEExperimentConfig, {**raw, "model_name": model_name})
-    return dataclasses.replace(base, model=from_dict(model_cls.config_class, model_raw, path="model."))
+    return layered_config(PDEExperimentConfig, preset, PRESET_DIR, "PDE experiment", overrides, MODELS,
+                          PDEExperimentConfig.model_name, DATA_FIELDS)
 
 
 # ------------------------------------------------------------------------------------- data
@@ -268,7 +227,7 @@ def run_experiment(cfg: PDEExperimentConfig, resume: bool = False, tracker: Trac
     cfg = dataclasses.replace(cfg, model=model_cfg)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = tracker if tracker is not None else open_tracker(cfg.tracking, cfg.run_dir, cfg.run_key, resume)
-    try:
+    with closing_run(tracker):
         _log_setup(tracker, cfg, data, model)
         task = PDETask(cfg.task, data.stats.mean, data.stats.std)
         trainer = Trainer(model, task, cfg.train, cfg.run_dir, tracker=tracker, fingerprint=cfg.fingerprint)
@@ -282,10 +241,6 @@ def run_experiment(cfg: PDEExperimentConfig, resume: bool = False, tracker: Trac
         write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "test": test,
                                                  "epochs": fit.epochs_completed, "steps": fit.global_step})
         _log_outputs(tracker, cfg, data, fit, pred, truth, surrogate_path)
-    except BaseException as exc:
-        tracker.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    tracker.close("FINISHED")
     return PDEExperimentResult(tracker.run_id, cfg.run_dir, test, fit, cfg, surrogate_path)
 
 

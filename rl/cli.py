@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from seqlab.cli import IntermixedParser
+from seqlab.cli import IntermixedParser, add_run_arguments, run_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,28 +66,14 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("preset", help="preset name or YAML file")
     train.add_argument("--data", default=None, help="dataset: D4RL .hdf5, Minari dataset, kzl .pkl, or a name")
-    train.add_argument("--seed", type=int, default=None, help="training seed (train.seed)")
-    train.add_argument("--output-dir", default=None, help="where run folders go; default ./outputs")
-    train.add_argument("--resume", action="store_true", help="continue the interrupted run of this config")
-    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    add_run_arguments(train)
     train.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
     from rl.experiment import build_config, run_experiment
-    from seqlab.config import merge, parse_overrides
 
-    explicit: dict = {}
-    if args.data is not None:
-        explicit["data"] = {"dataset": args.data}
-    if args.seed is not None:
-        explicit["train"] = {"seed": args.seed}
-    if args.output_dir is not None:
-        explicit["output_dir"] = args.output_dir
-    if args.no_track:
-        explicit["tracking"] = {"enabled": False}
-    cfg = build_config(args.preset, merge(explicit, parse_overrides(args.overrides)))
+    cfg = build_config(args.preset, run_overrides(args, {"data": "data.dataset"}))
     result = run_experiment(cfg, resume=args.resume)
     print(f"{cfg.model_name} on {cfg.data.dataset}: {result.fit.global_step} steps; last checkpoint:")
     _print_summary(result.evaluation)

@@ -26,7 +26,8 @@ from rl.models import MODELS
 from rl.sampling import ChainSampler, Preprocessing, SampledDataset, WindowSampler, top_episodes
 from rl.scores import ScoreError, reference_returns
 from rl.task import ActionTask
-from seqlab.config import ConfigError, config_hash, flatten, from_dict, load_yaml, merge, to_dict
+from seqlab.config import ConfigError, flatten, from_dict, to_dict
+from seqlab.experiment import ExperimentIdentity, closing_run, layered_config
 from seqlab.errors import SeqlabError
 from seqlab.tracking import NullTracker, Tracker, environment_tags
 from seqlab.tracking.runs import TrackingConfig, open_tracker, write_json
@@ -79,7 +80,7 @@ class RLEvalConfig:
 
 
 @dataclass(frozen=True)
-class RLExperimentConfig:
+class RLExperimentConfig(ExperimentIdentity):
     model_name: str = "decision_transformer"
     model: Any = None
     """The model's config dataclass (`rl.models`); state_dim/action_dim follow the data."""
@@ -92,29 +93,11 @@ class RLExperimentConfig:
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="seqlab-rl"))
     output_dir: str = "outputs"
 
-    def as_dict(self) -> dict[str, Any]:
-        out = to_dict(self)
-        out["model"] = {"name": out.pop("model_name"), **(out["model"] or {})}
-        return out
-
-    @property
-    def fingerprint(self) -> str:
-        """Hash of everything that shapes the trained weights (not evaluation, tracking or paths)."""
-        cfg = self.as_dict()
-        for key in ("tracking", "output_dir", "eval"):
-            cfg.pop(key)
-        for key in ("progress", "log_every", "checkpoint_every"):
-            cfg["train"].pop(key)
-        cfg["data"].pop("data_dir")
-        return config_hash(cfg)
+    UNWEIGHTED = ("tracking", "output_dir", "eval")
 
     @property
     def run_key(self) -> str:
         return f"{Path(self.data.dataset).stem}-{self.model_name}-s{self.train.seed}-{self.fingerprint[:8]}"
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_key
 
 
 def preset_names() -> list[str]:
@@ -123,27 +106,11 @@ def preset_names() -> list[str]:
 
 def build_config(preset: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RLExperimentConfig:
     """Resolve defaults < preset (a name in rl/configs/train or a YAML path) < overrides."""
-    raw: dict[str, Any] = {}
-    if preset is not None:
-        path = Path(preset)
-        if not path.is_file():
-            path = PRESET_DIR / f"{preset}.yaml"
-            if not path.is_file():
-                raise ConfigError(f"unknown RL experiment {str(preset)!r}; presets: {', '.join(preset_names())} "
-                                  "(or a YAML path)")
-        raw = load_yaml(path)
-    raw = merge(raw, overrides or {})
-    model_raw = raw.pop("model", {}) or {}
-    model_raw = {"name": model_raw} if isinstance(model_raw, str) else dict(model_raw)
-    model_name = model_raw.pop("name", RLExperimentConfig.model_name)
-    model_cls = MODELS.get(model_name)
-    for key in DATA_FIELDS:
-        if key in model_raw:
-            raise ConfigError(f"model.{key} is taken from the dataset; do not set it")
-    base = from_dict(RLExperimentConfig, {**raw, "model_name": model_name})
-    if not base.data.dataset:
+    cfg = layered_config(RLExperimentConfig, preset, PRESET_DIR, "RL experiment", overrides, MODELS,
+                         RLExperimentConfig.model_name, DATA_FIELDS)
+    if not cfg.data.dataset:
         raise ConfigError("data.dataset is required: a D4RL HDF5 file, Minari dataset or kzl pickle")
-    return dataclasses.replace(base, model=from_dict(model_cls.config_class, model_raw, path="model."))
+    return cfg
 
 
 # ------------------------------------------------------------------------------------- the agent
@@ -247,7 +214,7 @@ def run_experiment(cfg: RLExperimentConfig, resume: bool = False, tracker: Track
         reference = {}
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     tracker = tracker if tracker is not None else open_tracker(cfg.tracking, cfg.run_dir, cfg.run_key, resume)
-    try:
+    with closing_run(tracker):
         _log_setup(tracker, cfg, dataset, model)
         curve: list[tuple[int, float]] = []
 
@@ -281,10 +248,6 @@ def run_experiment(cfg: RLExperimentConfig, resume: bool = False, tracker: Track
         write_json(cfg.run_dir / "result.json", {"run_id": tracker.run_id, "eval": final, "steps": fit.global_step,
                                                  "reference": reference})
         _log_outputs(tracker, cfg, agent, agent_path, curve)
-    except BaseException as exc:
-        tracker.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    tracker.close("FINISHED")
     return RLExperimentResult(tracker.run_id, cfg.run_dir, final, fit, cfg, agent_path)
 
 

@@ -35,6 +35,30 @@ class IntermixedParser(argparse.ArgumentParser):
             self._inside = False
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every field's `train` command shares (read back by `run_overrides`)."""
+    parser.add_argument("--seed", type=int, default=None, help="training seed (train.seed)")
+    parser.add_argument("--output-dir", default=None, help="where run folders go; default ./outputs")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue this config's interrupted run from its last checkpoint")
+    parser.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+
+def run_overrides(args: argparse.Namespace, flags: dict[str, str] | None = None) -> dict:
+    """Config overrides from a `train` command: its flags (argument name -> dotted key, plus the
+    shared ones) first, KEY=VALUE arguments last, so the most specific setting wins."""
+    from seqlab.config import merge, parse_overrides, set_dotted
+
+    out: dict = {}
+    for flag, key in {**(flags or {}), "seed": "train.seed", "output_dir": "output_dir"}.items():
+        if getattr(args, flag) is not None:
+            set_dotted(out, key, getattr(args, flag))
+    if args.no_track:
+        set_dotted(out, "tracking.enabled", False)
+    return merge(out, parse_overrides(args.overrides))
+
+
 def _add_ui(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ui", help="open the MLflow UI on the runs of this directory's store")
     parser.add_argument("--port", type=int, default=5000)

@@ -98,7 +98,7 @@ def test_every_training_preset_builds():
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="data.dataset is required"):
         build_config("dt_cpu")
-    with pytest.raises(ConfigError, match="model.state_dim is taken from the dataset"):
+    with pytest.raises(ConfigError, match="model.state_dim is taken from the data"):
         build_config("dt_cpu", {"data": {"dataset": "x.hdf5"}, "model": {"state_dim": 3}})
     with pytest.raises(ConfigError, match="data.top_fraction"):
         build_config("dt_cpu", {"data": {"dataset": "x.hdf5", "top_fraction": 0}})
