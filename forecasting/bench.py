@@ -11,18 +11,15 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
-from multiprocessing import get_context
 from pathlib import Path
+
+from seqlab.bench import git_commit, in_fresh_process, machine, peak_rss_mb
 
 # Published results at look-back 96 (MSE, MAE), as collected in ../shared/research/forecasting.md
 # §4.1: iTransformer from its paper (ICLR 2024); PatchTST, DLinear and Informer from the same table
@@ -167,7 +164,7 @@ def run_case(case: Case, data_dir: str | None) -> dict:
         "test_windows_per_s": result.test_samples_per_second,
         "train_seconds": result.fit.train_seconds,
         "wall_seconds": wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -222,32 +219,6 @@ def _horizons(args: argparse.Namespace, dataset: str) -> list[int]:
     if args.quick:
         return [96, 192]
     return [24, 36, 48, 60] if dataset == "ILI" else [96, 192, 336, 720]
-
-
-def _in_fresh_process(fn, *args):
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
-            f"{platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _mean_std(values: list[float]) -> str:
@@ -369,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, probes, cases = previous["runs"], previous["step_probes"], []
         command = previous.get("command", command)
     for i, case in enumerate(cases, 1):
-        row = _in_fresh_process(run_case, case, args.data_dir)
+        row = in_fresh_process(run_case, case, args.data_dir)
         rows.append(row)
         write_report(rows, probes, command, args.out)  # after every run, so a long table is never lost
         print(f"[{i}/{len(cases)}] {case.model} {case.dataset} H={case.horizon} {case.precision} seed={case.seed}: "
@@ -378,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile_probe and not args.peers_only:
         for precision in args.precisions:
             for compiled in (False, True):
-                probes.append(_in_fresh_process(step_time_probe, precision, compiled))
+                probes.append(in_fresh_process(step_time_probe, precision, compiled))
     write_report(rows, probes, command, args.out)  # a report even if the peer race fails below
     peers = []
     if not args.no_peers and importlib.util.find_spec("neuralforecast") is not None:
@@ -386,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for case in default_cases():
             try:
-                row = _in_fresh_process(run_peer_case, case, args.data_dir)
+                row = in_fresh_process(run_peer_case, case, args.data_dir)
             except Exception as exc:  # a peer's failure (e.g. bf16 unsupported) must not lose the report
                 print(f"[peer] {case.library} {case.model} {case.precision} failed: {exc!r}", flush=True)
                 continue

@@ -152,7 +152,9 @@ def load_data(cfg: PDEExperimentConfig) -> PDEData:
                            f"({splits.train.sizes['sample']}/{splits.val.sizes['sample']}/{splits.test.sizes['sample']})")
     stats = FieldStats.fit(splits.train, variables)
     in_frames, out_frames = cfg.model.in_frames, cfg.model.out_frames
-    train = FrameWindows(splits.train, variables, in_frames, out_frames, stats, d.stride, d.params)
+    # A push-forward step grades the frames after its no-grad passes: the windows must hold them.
+    pushes = cfg.task.pushforward_steps + 1 if cfg.task.pushforward_after is not None else 1
+    train = FrameWindows(splits.train, variables, in_frames, out_frames * pushes, stats, d.stride, d.params)
     val = None
     if splits.val.sizes["sample"]:
         val = FrameWindows(splits.val, variables, in_frames, d.val_frames or out_frames, stats, d.stride, d.params)

@@ -21,6 +21,7 @@ MODELS = Registry(
     {
         "factformer": "pde.models.factformer:FactFormer",
         "pde_transformer": "pde.models.pde_transformer:PDETransformer",
+        "fno": "pde.peers:FNOPeer",
     },
 )
 

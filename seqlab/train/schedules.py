@@ -26,6 +26,8 @@ def cosine_factor(step: int, total_steps: int) -> float:
 
 def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LRScheduler:
     total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.max_steps is not None:  # training stops there: the schedule must end there too
+        total = max(1, min(total, cfg.max_steps))
     if cfg.schedule == "onecycle":
         return OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=cfg.onecycle_pct_start)
 
