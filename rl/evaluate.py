@@ -31,10 +31,12 @@ the target, the reward so far and the timestep reset; the returns of every trial
 `gym/decision_transformer/evaluation/evaluate_episodes.py`, `evaluate_episode_rtg` and the model's
 `get_action`): one env, one episode at a time, every history tensor grown by `torch.cat` each step,
 the whole state history normalized each step, the last K steps left-padded to K with a padding
-mask. Both evaluators feed the model the same numbers and give the same returns on the same seeds
-(tested on short episodes; on chaotic MuJoCo dynamics, rounding-level differences between batch
-sizes or between cached and recomputed attention, ~1e-7 in the actions, can grow over hundreds of
-steps into visibly different episodes). The benchmark compares their speed.
+mask, and a forward pass over the whole window whose last action is kept (the batched evaluator
+asks a token model for the newest action alone, `TokenModel.act`). Both evaluators feed the model
+the same numbers and give the same returns on the same seeds (tested on short episodes; on chaotic
+MuJoCo dynamics, rounding-level differences between batch sizes or between cached and recomputed
+attention, ~1e-7 in the actions, can grow over hundreds of steps into visibly different episodes).
+The benchmark compares their speed.
 
 Deviations from the reference: episodes are seeded (the reference resets unseeded); the target
 return is validated; finished episodes stop counting while their env idles until the round ends.
@@ -54,7 +56,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import Tensor, nn
 
-from rl.models.gpt import TokenModel
+from rl.models.gpt import LAST, TokenModel
 from rl.sampling import Preprocessing, TrajectoryBatch
 from seqlab.config import require_positive
 from seqlab.errors import ConfigError, SeqlabError
@@ -179,7 +181,8 @@ class ContextWindow:
 
 
 def _last_action(model: nn.Module, batch: TrajectoryBatch) -> Tensor:
-    return model(batch)[:, -1]  # (N, A)
+    """The newest step's action (N, A); token models compute only that one (`TokenModel.act`)."""
+    return model.act(batch) if isinstance(model, TokenModel) else model(batch)[:, -1]
 
 
 def _cached_action(model: TokenModel, context: ContextWindow, cache: list[KVCache]) -> Tensor:
@@ -189,8 +192,8 @@ def _cached_action(model: TokenModel, context: ContextWindow, cache: list[KVCach
         tokens = model.embed(context.window(1))[:, : s + 1]  # (N, s + 1, D)
     else:
         tokens = model.embed(context.window(2))[:, s + 1 : p + s + 1]  # (N, P, D)
-    hidden = model.gpt(tokens, cache=cache)
-    return model.predict_action(hidden[:, -1])  # (N, A)
+    hidden = model.gpt(tokens, cache=cache, outputs=LAST)  # (N, 1, D)
+    return model.predict_action(hidden[:, 0])  # (N, A)
 
 
 def _check_env(model: nn.Module, prep: Preprocessing, env_id: str, observation_space: Any,
@@ -231,8 +234,10 @@ def evaluate(model: nn.Module, prep: Preprocessing, config: EvalConfig,
                  vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, **_limit(config))
     try:
         _check_env(model, prep, config.env_id, envs.single_observation_space, envs.single_action_space)
-        return [_evaluate_target(model, prep, config, envs, float(target), score_fn)
-                for target in config.target_returns]
+        # One autocast region for every step: the weights' low-precision copies are made once, not per step.
+        with autocast(next(model.parameters()).device, config.precision):
+            return [_evaluate_target(model, prep, config, envs, float(target), score_fn)
+                    for target in config.target_returns]
     finally:
         envs.close()
 
@@ -260,11 +265,10 @@ def _evaluate_target(model: nn.Module, prep: Preprocessing, config: EvalConfig, 
         reward_so_far = np.zeros(n)
         while running.any():
             context.push(prep.normalize_states(obs), prep.returns_to_go(target, reward_so_far), t)
-            with autocast(device, config.precision):
-                if cache is not None and context.count <= k:
-                    action = _cached_action(model, context, cache)
-                else:
-                    action = _last_action(model, context.window(min(context.count, k)))
+            if cache is not None and context.count <= k:
+                action = _cached_action(model, context, cache)
+            else:
+                action = _last_action(model, context.window(min(context.count, k)))
             action = action.float()
             obs, reward, terminated, truncated, _ = envs.step(prep.denormalize_actions(action.cpu().numpy()))
             reward_so_far += reward
@@ -319,8 +323,8 @@ def evaluate_sequential(model: nn.Module, prep: Preprocessing, config: EvalConfi
                     history = {name: torch.cat([history[name], torch.as_tensor(step[name], device=device)
                                                 .to(history[name].dtype)]) for name in history}
                     window = _padded_window(history, mean, std, k)
-                    with autocast(device, config.precision):
-                        action = _last_action(model, window).float()[0]
+                    with autocast(device, config.precision):  # the reference's full forward pass
+                        action = model(window).float()[0, -1]
                     obs, reward, terminated, truncated, _ = env.step(prep.denormalize_actions(action.cpu().numpy()))
                     reward_so_far += reward
                     history["actions"][-1] = action

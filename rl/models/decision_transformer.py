@@ -27,6 +27,9 @@ Deviations:
 - Timesteps >= max_ep_len are clamped inside the model (the reference clips them in its batch
   loader), so training and evaluation cannot clip differently.
 - Padded action entries are 0 (the reference writes -10); they are masked, so nothing changes.
+- Speed-up (`rl.models.gpt`): the newest action token, which no action read can see, is not fed to
+  the blocks, and the last block computes only the state tokens' outputs (in evaluation only the
+  newest one's); the same actions, 15% fewer matmul FLOPs per training step.
 """
 
 from __future__ import annotations
