@@ -46,12 +46,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pde.models import check_fields
 from seqlab.config import require_heads, require_positive, require_probability
 from seqlab.nn import FeedForward
-from seqlab.nn.factorized import FactorizedAttention
+from seqlab.nn.factorized import FactorizedAttention, channel_last_group_norm
 
 HEAD_GROUPS = 8  # groups of the head's first 1x1 convolution, fixed in the reference
 
@@ -158,7 +159,8 @@ class LatentMarching(nn.Module):
         self.step_embedding = nn.Parameter(torch.randn(n_steps, d_latent) * 0.02)
         self.norm = nn.LayerNorm(d_latent)
         self.propagator = FeedForward(d_latent, d_model, dropout=0.0, act="gelu")
-        # Point-wise decoder written as 1x1 convolutions over the flattened grid, as the reference.
+        # Point-wise decoder, held as the reference's 1x1 convolutions (same weights and state dict)
+        # and applied channel-last by `decode`.
         self.head = nn.Sequential(
             nn.GroupNorm(norm_groups, d_latent),
             nn.Conv1d(d_latent, d_model, 1, groups=HEAD_GROUPS, bias=False),
@@ -169,16 +171,25 @@ class LatentMarching(nn.Module):
         )
 
     def forward(self, u: Tensor) -> Tensor:
-        b, *spatial, _ = u.shape
         z = self.expand(u)  # (B, *S, L)
-        steps = []
+        frames = []
         for embedding in self.step_embedding:
             z = z + embedding
             z = z + self.propagator(self.norm(z))
-            steps.append(z)
-        z = torch.stack(steps, dim=1).flatten(2, -2)  # (B, K, N, L)
-        frames = self.head(z.flatten(0, 1).transpose(1, 2))  # (B*K, C, N)
-        return frames.view(b, len(steps), -1, *spatial)  # (B, K, C, *S)
+            frames.append(self.decode(z).movedim(-1, 1))  # (B, C, *S)
+        return torch.stack(frames, dim=1)  # (B, K, C, *S)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The head on one latent z: (B, *S, L) -> (B, *S, C), without moving the channels first.
+
+        The grouped 1x1 convolution is a per-group matrix product, the others are linear maps.
+        """
+        norm, grouped, act, mix, act2, out = self.head
+        h = channel_last_group_norm(z, norm)
+        weight = grouped.weight.view(HEAD_GROUPS, -1, grouped.weight.shape[1])  # (G, D/G, L/G)
+        h = torch.einsum("...gi,goi->...go", h.unflatten(-1, (HEAD_GROUPS, -1)), weight).flatten(-2)  # (B, *S, D)
+        h = act2(F.linear(act(h), mix.weight.squeeze(-1)))  # (B, *S, D/2)
+        return F.linear(h, out.weight.squeeze(-1), out.bias)
 
 
 class FactFormer(nn.Module):
@@ -227,5 +238,6 @@ class FactFormer(nn.Module):
         for grid_code, block in zip(self.grid_codes, self.blocks):
             u = u + grid_code(positions).view(*spatial, -1)
             for _ in range(iterations):  # once for FactFormer; a weight-shared iteration for IFactFormer-m
-                u = u + block(u, coords) / iterations
+                update = block(u, coords)
+                u = u + (update if iterations == 1 else update / iterations)
         return self.marching(u)  # (B, K, C, *S)

@@ -226,3 +226,51 @@ def test_registry_builds_from_a_mapping():
     assert {"factformer", "pde_transformer"} <= set(MODELS.names())
     model = build_model("factformer", {"in_frames": 2, "d_model": 16, "n_heads": 2, "d_head": 4, "n_layers": 1})
     assert isinstance(model, FactFormer) and model.config.in_frames == 2
+
+
+# --------------------------------------------------------------------------------- CPU fast paths
+def reference_order_block(block, u, coords):
+    """The block in the reference's order and layout: to_in and the pooling projection on every point,
+    then the mean; values (B, H, *S, E) moved axis by axis; GroupNorm on channels-first."""
+    b, *spatial, _ = u.shape
+    un = block.in_norm(u)
+    v = block.to_v(un).view(b, *spatial, block.n_heads, block.d_head).movedim(-2, 1)  # (B, H, *S, E)
+    sub = block.to_in(un)
+    applied = []
+    for a, (proj, kern) in enumerate(zip(block.projections, block.kernels)):
+        others = tuple(1 + o for o in range(len(spatial)) if o != a)
+        h = proj.proj(sub)
+        h = h.mean(dim=others) if others else h
+        q, k = kern(proj.mlp(proj.norm(h)), coords[a])
+        source = applied[-1] if applied and block.combine == "chain" else v
+        moved = source.movedim(2 + a, 2)
+        out = block.kernel(q, k, moved.reshape(*moved.shape[:3], -1)).view(moved.shape).movedim(2, 2 + a)
+        applied.append(out)
+    out = applied[-1] if block.combine == "chain" else torch.cat(applied, dim=-1)
+    out = out.movedim(1, -2).reshape(b, -1, block.n_heads * out.shape[-1])
+    out = block.out_norm(out.transpose(1, 2)).transpose(1, 2)
+    return block.to_out(out.reshape(b, *spatial, -1))
+
+
+@pytest.mark.parametrize("combine", ["chain", "parallel"])
+@pytest.mark.parametrize("spatial", [(9,), (5, 6), (3, 4, 5)])
+def test_fast_block_equals_reference_order(combine, spatial):
+    torch.manual_seed(2)
+    block = FactorizedAttention(12, n_heads=3, d_head=4, n_axes=len(spatial), combine=combine)
+    for kernel in block.kernels:
+        torch.nn.init.normal_(kernel.to_q.weight, std=0.5)
+        torch.nn.init.normal_(kernel.to_k.weight, std=0.5)
+    u = torch.randn(2, *spatial, 12, dtype=torch.float64)
+    block = block.double()
+    coords = [torch.arange(n, dtype=torch.float64) / n for n in spatial]
+    torch.testing.assert_close(block(u, coords), reference_order_block(block, u, coords), rtol=1e-5, atol=1e-5)
+
+
+def test_channel_last_head_equals_reference_convolutions():
+    torch.manual_seed(3)
+    marching = FactFormer(tiny(d_model=32, latent_multiplier=2.0)).marching
+    for p in marching.head.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    z = torch.randn(2, 5, 6, 64)  # (B, Y, X, L)
+    expected = marching.head(z.flatten(1, 2).transpose(1, 2)).transpose(1, 2).reshape(2, 5, 6, -1)
+    torch.testing.assert_close(marching.decode(z), expected, rtol=1e-5, atol=1e-5)
