@@ -16,7 +16,7 @@ from seqlab.nn.embeddings import (
     TimeFeatureEmbedding,
     TimestepEmbedding,
 )
-from seqlab.nn.factorized import FactorizedAttention, LowRankKernel
+from seqlab.nn.factorized import FactorizedAttention, LowRankKernel, channel_last_group_norm
 from seqlab.nn.norms import InstanceStats, RevIN
 from seqlab.nn.rotary import RotaryEmbedding
 from seqlab.nn.windowed import CosineAttention, WindowAttention, WindowMask
@@ -47,5 +47,6 @@ __all__ = [
     "WindowAttention",
     "WindowMask",
     "activation",
+    "channel_last_group_norm",
     "encoder_stack",
 ]
