@@ -163,17 +163,18 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
 
 
 def require_positive(cfg: Any, *names: str) -> None:
-    """Raise ValueError naming the first of `names` whose value is below 1 (for __post_init__)."""
+    """Raise ConfigError (a ValueError the CLI prints as one line) naming the first of `names`
+    whose value is below 1 (for __post_init__)."""
     for name in names:
         if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
 
 
 def require_probability(cfg: Any, *names: str) -> None:
-    """Raise ValueError naming the first of `names` outside [0, 1) (dropout rates)."""
+    """Raise ConfigError naming the first of `names` outside [0, 1) (dropout rates)."""
     for name in names:
         if not 0 <= getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
 
 
 def require_heads(cfg: Any) -> None:
