@@ -92,9 +92,6 @@ class PDEExperimentConfig(ExperimentIdentity):
     output_dir: str = "outputs"
     """Runs write checkpoints, the surrogate and results under <output_dir>/<run key>/."""
 
-    @property
-    def run_key(self) -> str:
-        return f"{Path(self.data.dataset).stem}-{self.model_name}-s{self.train.seed}-{self.fingerprint[:8]}"
 
 
 def preset_names() -> list[str]:

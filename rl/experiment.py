@@ -95,10 +95,6 @@ class RLExperimentConfig(ExperimentIdentity):
 
     UNWEIGHTED = ("tracking", "output_dir", "eval")
 
-    @property
-    def run_key(self) -> str:
-        return f"{Path(self.data.dataset).stem}-{self.model_name}-s{self.train.seed}-{self.fingerprint[:8]}"
-
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

@@ -22,8 +22,8 @@ class ExperimentIdentity:
     """For frozen experiment dataclasses with `model_name`, `model`, `data`, `train`, `tracking` and
     `output_dir`: the dict form, a fingerprint of what shapes the weights, and the run folder.
 
-    Subclasses list the top-level sections that do not shape the weights in `UNWEIGHTED` and
-    define `run_key`.
+    Subclasses list the top-level sections that do not shape the weights in `UNWEIGHTED`; the
+    default run key names the dataset file (`data.dataset`), the model, the seed and the fingerprint.
     """
 
     UNWEIGHTED: ClassVar[tuple[str, ...]] = ("tracking", "output_dir")
@@ -49,7 +49,8 @@ class ExperimentIdentity:
 
     @property
     def run_key(self) -> str:
-        raise NotImplementedError
+        dataset = Path(self.data.dataset).stem  # type: ignore[attr-defined]
+        return f"{dataset}-{self.model_name}-s{self.train.seed}-{self.fingerprint[:8]}"  # type: ignore[attr-defined]
 
     @property
     def run_dir(self) -> Path:
