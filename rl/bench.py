@@ -34,7 +34,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from seqlab.bench import git_commit, in_fresh_process, machine, peak_rss_mb
+from seqlab.bench import git_commit, in_fresh_process, machine, peak_rss_mb, split_done
 
 REPORT = Path("docs/benchmarks/rl.md")
 TRAIN_TARGET = 1.5
@@ -737,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="precision of the score runs (auto: bf16 where the CPU has native bf16)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per measurement process")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the score runs the report's .json already has for this plan; run the rest")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
@@ -780,9 +782,9 @@ def main(argv: list[str] | None = None) -> int:
         if levels:
             seeds = args.seeds or ([DEFAULT_SEEDS[0]] if args.quick else list(DEFAULT_SEEDS))
             steps = _parse_steps(args.steps, args.quick)
-            results["scores"] = []
-            cases = score_plan(seeds, steps, 5 if args.quick else 10, levels, args.data_dir, args.precision,
-                               args.threads)
+            cases = score_plan(seeds, steps, 5 if args.quick else 10, levels, args.data_dir,
+                               _resolved_precision(args.precision), args.threads)
+            results["scores"], cases = split_done(cases, previous.get("scores", []) if args.resume else [])
             for i, case in enumerate(cases, 1):
                 row = in_fresh_process(run_score, case)
                 results["scores"].append(row)
@@ -792,6 +794,16 @@ def main(argv: list[str] | None = None) -> int:
     write_report(results, command, args.out, notes)
     print(f"report written to {args.out}")
     return 0
+
+
+def _resolved_precision(precision: str) -> str:
+    """"auto" made concrete here, so that a score row (which records the precision it ran in)
+    matches its case when a run resumes."""
+    import torch
+
+    from seqlab.train.runtime import resolve_precision
+
+    return resolve_precision(precision, torch.device("cpu"))
 
 
 def _parse_steps(items: list[str] | None, quick: bool) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 A benchmark report names the exact machine and commit it ran on, and each run happens in a fresh
 process so that its peak memory is its own (`in_fresh_process`, `peak_rss_mb`); `peak_growth_mb`
-measures the memory one step of work adds.
+measures the memory one step of work adds. `split_done` lets an interrupted benchmark resume from
+the rows its report already holds.
 """
 
 from __future__ import annotations
@@ -11,19 +12,36 @@ import os
 import platform
 import resource
 import subprocess
-from collections.abc import Callable
+from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
     """fn(*args) in a new spawned interpreter; exceptions propagate. fn must be importable (top level)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
+
+
+def split_done(cases: Sequence[C], rows: Sequence[dict]) -> tuple[list[dict], list[C]]:
+    """For `--resume`: the earlier result rows that answer a planned case, in plan order, and the
+    cases still to run. A row answers a case (a dataclass) when it holds every field of the case
+    with the same value, so a changed setting (steps, seeds, threads...) is run again."""
+    done, todo = [], []
+    for case in cases:
+        fields = asdict(case)
+        row = next((r for r in rows if all(k in r and r[k] == v for k, v in fields.items())), None)
+        if row is None:
+            todo.append(case)
+        else:
+            done.append(row)
+    return done, todo
 
 
 def peak_rss_mb() -> float:

@@ -44,3 +44,46 @@ def test_a_tiny_neuralforecast_peer_case_runs_end_to_end():
     pytest.importorskip("neuralforecast")
     result = run_peer_case(PeerCase("neuralforecast", "itransformer", steps=2, precision="fp32"))
     assert result["test_windows"] == 2785 and result["test_mse"] > 0
+
+
+def test_dataset_average_says_whether_the_target_is_met(tmp_path):
+    from forecasting.bench import average_lines
+
+    def group(dataset, horizon, mse):
+        return {("itransformer", dataset, horizon, "bf16"): [{**row("bf16", 1, mse, 0.4), "dataset": dataset,
+                                                               "horizon": horizon}]}
+
+    published = {h: PUBLISHED[("itransformer", "ETTh1", h)][0] for h in (96, 192, 336, 720)}
+    avg = sum(published.values()) / 4
+    met = {k: v for h in published for k, v in group("ETTh1", h, published[h] - 0.01).items()}
+    missed = {k: v for h in published for k, v in group("ETTh2", h, 1.0).items()}
+    partial = group("Exchange", 96, 0.1)  # one horizon only: no average
+    text = "\n".join(average_lines({**met, **missed, **partial}))
+    etth1 = next(line for line in text.splitlines() if line.startswith("| itransformer | ETTh1 |"))
+    assert etth1.endswith("| -0.0100 | met |") and f"| {avg:.3f}" in etth1
+    assert "| itransformer | ETTh2 | bf16 | 1.0000 |" in text and "**not met**" in text
+    assert "Exchange" not in text
+
+
+def test_resume_keeps_finished_runs_and_skips_datasets_without_a_preset(tmp_path, monkeypatch, capsys):
+    import json
+
+    import forecasting.bench as bench
+
+    ran = []
+
+    def fake_fresh_process(fn, case, data_dir):
+        ran.append(case)
+        return {**row(case.precision, case.seed, 0.5, 0.5), "dataset": case.dataset, "horizon": case.horizon,
+                "threads": case.threads}
+
+    monkeypatch.setattr(bench, "in_fresh_process", fake_fresh_process)
+    out = tmp_path / "forecasting.md"
+    earlier = {**row("bf16", 2023, 0.123, 0.4), "horizon": 96, "threads": 1}
+    out.with_suffix(".json").write_text(json.dumps({"command": "x", "runs": [earlier], "step_probes": []}))
+    bench.main(["--datasets", "ETTh1", "ILI", "--horizons", "96", "--seeds", "2023", "2024", "--precisions", "bf16",
+                "--threads", "1", "--no-peers", "--no-compile-probe", "--resume", "--out", str(out)])
+    assert [(c.dataset, c.seed) for c in ran] == [("ETTh1", 2024)]
+    assert "itransformer: no reference preset for ILI" in capsys.readouterr().out
+    runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+    assert [r["mse"] for r in runs] == [0.123, 0.5]

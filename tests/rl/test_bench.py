@@ -116,6 +116,31 @@ def test_switches_keep_the_other_part_and_say_when_data_are_missing(tmp_path):
     assert "Scores not run on medium, medium-replay, medium-expert: no halfcheetah-v5 file in" in text
 
 
+def test_resume_runs_only_the_score_cases_the_report_lacks(tmp_path, monkeypatch):
+    import rl.bench as bench
+
+    ran = []
+
+    def fake_fresh_process(fn, case):
+        ran.append(case)
+        return {**score_row(bench.MODEL_NAMES[case.preset], case.level, case.seed, 30.0), **asdict(case),
+                "wall_seconds": 1.0}
+
+    monkeypatch.setattr(bench, "in_fresh_process", fake_fresh_process)
+    monkeypatch.setattr(bench, "dataset_info", lambda data_dir: {"datasets": {"medium": {
+        "file": "m.hdf5", "n_steps": 1000, "n_episodes": 1, "mean_return": 1.0, "sha256": "ab"}}})
+    plan = score_plan([0, 1], {"dt_cpu": 100, "at_cpu": 50, "bc_cpu": 200}, 10, ("medium",), None, "bf16")
+    earlier = [{**score_row("DT", "medium", 0, 11.0), **asdict(plan[0])},
+               {**score_row("DT", "medium", 1, 12.0), **asdict(plan[1]), "steps": 99}]  # another budget: rerun
+    out = tmp_path / "rl.md"
+    out.with_suffix(".json").write_text(json.dumps({"command": "x", "scores": earlier}))
+    main(["--scores-only", "--resume", "--precision", "bf16", "--seeds", "0", "1", "--steps", "dt_cpu=100",
+          "at_cpu=50", "bc_cpu=200", "--out", str(out)])
+    assert ran == plan[1:]
+    scores = json.loads(out.with_suffix(".json").read_text())["scores"]
+    assert len(scores) == len(plan) and scores[0]["evaluation"] == earlier[0]["evaluation"]
+
+
 def test_score_plan_covers_every_model_dataset_and_seed():
     cases = score_plan([0, 1, 2], BUDGET_STEPS, episodes=10)
     assert len(cases) == 27 and len({(c.preset, c.level, c.seed) for c in cases}) == 27
