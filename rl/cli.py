@@ -88,10 +88,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "normalized scores (mean and std over episodes; first, last and best trial for the Agentic Transformer).",
     )
     evaluate.add_argument("agent", help="agent.pt, or the run folder holding it")
-    evaluate.add_argument("--targets", type=float, nargs="+", default=None, help="target returns (env units)")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--targets", type=float, nargs="+", default=None,
+                          help="target returns (env units; default: the training run's)")
+    evaluate.add_argument("--episodes", type=int, default=None, help="episodes per target (default: the training run's)")
     evaluate.add_argument("--num-envs", type=int, default=10)
-    evaluate.add_argument("--trials", type=int, default=1, help="trials per episode (Agentic Transformer)")
+    evaluate.add_argument("--trials", type=int, default=None,
+                          help="trials per episode (Agentic Transformer; default: the training run's)")
     evaluate.add_argument("--seed", type=int, default=10_000)
     evaluate.add_argument("--kv-cache", action="store_true", help="decode against a KV cache")
     evaluate.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -100,13 +102,19 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rl.experiment import evaluate_agent
     from rl.evaluate import EvalConfig
+    from rl.experiment import evaluate_agent
+    from seqlab.config import ConfigError
 
-    def config(env_id: str, default_targets: list[float]) -> EvalConfig:
-        return EvalConfig(env_id=env_id, target_returns=tuple(args.targets or default_targets),
-                          n_episodes=args.episodes, num_envs=args.num_envs, seed=args.seed, n_trials=args.trials,
-                          use_kv_cache=args.kv_cache, precision=args.precision)
+    def config(env_id: str, stored: dict) -> EvalConfig:
+        targets = args.targets or stored.get("target_returns")
+        if not targets:
+            raise ConfigError(f"{args.agent} does not record the target returns it was trained for "
+                              "(written by an older seqlab): pass --targets")
+        return EvalConfig(env_id=env_id, target_returns=tuple(targets), n_episodes=args.episodes or
+                          stored.get("n_episodes", 10), num_envs=args.num_envs, seed=args.seed,
+                          n_trials=args.trials or stored.get("n_trials", 1), use_kv_cache=args.kv_cache,
+                          precision=args.precision)
 
     summary, run_id = evaluate_agent(args.agent, config, track=not args.no_track)
     _print_summary(summary)

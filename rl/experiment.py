@@ -26,7 +26,7 @@ from rl.models import MODELS
 from rl.sampling import ChainSampler, Preprocessing, SampledDataset, WindowSampler, top_episodes
 from rl.scores import ScoreError, reference_returns
 from rl.task import ActionTask
-from seqlab.config import ConfigError, flatten, from_dict, to_dict
+from seqlab.config import ConfigError, flatten, from_dict, require_positive, to_dict
 from seqlab.experiment import ExperimentIdentity, closing_run, layered_config
 from seqlab.errors import SeqlabError
 from seqlab.tracking import NullTracker, Tracker, environment_tags
@@ -78,6 +78,21 @@ class RLEvalConfig:
     frames: bool = True
     """Log a strip of rendered frames of one episode when the env renders headless."""
 
+    def __post_init__(self) -> None:
+        # Checked when the config is built, not after hours of training.
+        if self.every_steps is not None:
+            require_positive(self, "every_steps")
+        try:
+            self.for_env("unchecked-env", "fp32")
+        except ConfigError as exc:
+            raise ConfigError(f"eval.{exc}") from None
+
+    def for_env(self, env_id: str, precision: str) -> EvalConfig:
+        """The evaluator's config for `env_id`, with the training run's autocast precision."""
+        return EvalConfig(env_id=env_id, target_returns=tuple(self.target_returns), n_episodes=self.n_episodes,
+                          num_envs=self.num_envs, seed=self.seed, n_trials=self.n_trials,
+                          use_kv_cache=self.use_kv_cache, precision="bf16" if precision == "bf16" else "fp32")
+
 
 @dataclass(frozen=True)
 class RLExperimentConfig(ExperimentIdentity):
@@ -120,6 +135,9 @@ class Agent:
     preprocessing: dict[str, Any]
     env_id: str
     reference: dict[str, Any]
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """The training run's evaluation protocol (target_returns, n_trials, n_episodes), the defaults
+    of `seqlab rl evaluate`; empty in agent files written before it was stored."""
 
     def build(self) -> tuple[torch.nn.Module, Preprocessing]:
         cls = MODELS.get(self.model_name)
@@ -144,7 +162,10 @@ class Agent:
         state = load_checkpoint(path)
         if state.get("kind") != "rl-agent":
             raise SeqlabError(f"{path} is not an RL agent file (kind={state.get('kind')!r})")
-        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in state and f.name != "evaluation"]
+        if missing:
+            raise SeqlabError(f"{path} is an RL agent file without {', '.join(missing)}")
+        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls) if f.name in state})
 
 
 # ------------------------------------------------------------------------------------- running
@@ -178,13 +199,6 @@ def build_sampler(cfg: RLExperimentConfig, dataset: EpisodeDataset, prep: Prepro
     return WindowSampler(episodes, prep, m.context_len, cfg.data.pad)
 
 
-def eval_config(cfg: RLExperimentConfig, env_id: str, precision: str) -> EvalConfig:
-    e = cfg.eval
-    return EvalConfig(env_id=env_id, target_returns=tuple(e.target_returns), n_episodes=e.n_episodes,
-                      num_envs=e.num_envs, seed=e.seed, n_trials=e.n_trials, use_kv_cache=e.use_kv_cache,
-                      precision="bf16" if precision == "bf16" else "fp32")
-
-
 def summarize(results: list[EvalResult], prefix: str = "eval") -> dict[str, float]:
     """{eval/<target>/<stat>: value} for every target return."""
     out: dict[str, float] = {}
@@ -216,12 +230,15 @@ def run_experiment(cfg: RLExperimentConfig, resume: bool = False, tracker: Track
 
         def agent_of(trainer: Trainer) -> Agent:
             state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
-            return Agent(cfg.model_name, to_dict(model_cfg), state, prep.to_dict(), dataset.env_id, reference)
+            protocol = {"target_returns": list(cfg.eval.target_returns), "n_trials": cfg.eval.n_trials,
+                        "n_episodes": cfg.eval.n_episodes}
+            return Agent(cfg.model_name, to_dict(model_cfg), state, prep.to_dict(), dataset.env_id, reference,
+                         protocol)
 
         def evaluate_now(trainer: Trainer, step: int) -> dict[str, float]:
             agent = agent_of(trainer)
             policy, _ = agent.build()
-            results = evaluate(policy, prep, eval_config(cfg, dataset.env_id, trainer.precision), agent.score_fn())
+            results = evaluate(policy, prep, cfg.eval.for_env(dataset.env_id, trainer.precision), agent.score_fn())
             metrics = summarize(results)
             tracker.log_metrics(metrics, step=step)
             key = "score_mean" if reference else "return_mean"
@@ -249,11 +266,12 @@ def run_experiment(cfg: RLExperimentConfig, resume: bool = False, tracker: Track
 
 def evaluate_agent(path: str | Path, make_config: Any, track: bool = True,
                    tracking: TrackingConfig | None = None) -> tuple[dict[str, float], str | None]:
-    """Evaluate a saved agent; `make_config(env_id, default_targets) -> EvalConfig`. Logged as its own
-    MLflow run (unless track is False). Returns (metrics, run id)."""
+    """Evaluate a saved agent; `make_config(env_id, stored) -> EvalConfig`, where `stored` is the
+    training run's protocol (`Agent.evaluation`). Logged as its own MLflow run (unless track is
+    False). Returns (metrics, run id)."""
     agent = Agent.load(path)
     model, prep = agent.build()
-    config = make_config(agent.env_id, [6000.0, 12000.0])
+    config = make_config(agent.env_id, agent.evaluation)
     metrics = summarize(evaluate(model, prep, config, agent.score_fn()))
     run_id = None
     if track:

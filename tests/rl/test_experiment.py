@@ -10,7 +10,7 @@ import pytest
 
 from rl.data import EpisodeDataset, make_episode
 from rl.evaluate import evaluate
-from rl.experiment import PRESET_DIR, Agent, build_config, eval_config, run_experiment
+from rl.experiment import PRESET_DIR, Agent, build_config, run_experiment
 from rl.formats.d4rl import write_d4rl
 from rl.models import MODELS
 from seqlab.config import ConfigError
@@ -74,7 +74,7 @@ def test_agent_file_evaluates_to_the_reported_returns(dataset, tmp_path):
     result, _ = run(dataset, tmp_path)
     agent = Agent.load(result.agent_path)
     model, prep = agent.build()
-    again = evaluate(model, prep, eval_config(result.config, ENV, "fp32"), agent.score_fn())
+    again = evaluate(model, prep, result.config.eval.for_env(ENV, "fp32"), agent.score_fn())
     assert again[0].summary()["return_mean"] == pytest.approx(result.evaluation["eval/50/return_mean"])
 
 
@@ -104,6 +104,13 @@ def test_config_errors_name_the_key():
         build_config("dt_cpu", {"data": {"dataset": "x.hdf5", "top_fraction": 0}})
     with pytest.raises(ConfigError, match="target_returns"):
         build_config("dt_cpu", {"data": {"dataset": "x.hdf5"}, "eval": {"target_returns": ["high"]}})
+    # evaluation settings fail when the config is built, before any training
+    with pytest.raises(ConfigError, match=r"eval\.n_episodes must be >= 1"):
+        build_config("dt_cpu", {"data": {"dataset": "x.hdf5"}, "eval": {"n_episodes": 0}})
+    with pytest.raises(ConfigError, match="every_steps must be >= 1"):
+        build_config("dt_cpu", {"data": {"dataset": "x.hdf5"}, "eval": {"every_steps": 0}})
+    with pytest.raises(ConfigError, match=r"eval\.target_returns must name at least one"):
+        build_config("dt_cpu", {"data": {"dataset": "x.hdf5"}, "eval": {"target_returns": []}})
 
 
 def test_cli_trains_and_evaluates_the_saved_agent(dataset, tmp_path, capsys):
@@ -114,12 +121,20 @@ def test_cli_trains_and_evaluates_the_saved_agent(dataset, tmp_path, capsys):
                  "eval.num_envs=2", "eval.frames=false", "train.progress=false"]) == 0
     trained = capsys.readouterr().out
     agent = next(tmp_path.glob("*/agent.pt"))
-    assert main(["rl", "evaluate", str(agent.parent), "--targets", "0", "--episodes", "2", "--num-envs", "2",
-                 "--seed", "10000"]) == 0
+    # targets and episodes default to the ones the agent was trained and evaluated with
+    assert main(["rl", "evaluate", str(agent.parent), "--num-envs", "2", "--seed", "10000"]) == 0
     evaluated = capsys.readouterr().out
     line = next(line for line in evaluated.splitlines() if "eval/0/return_mean" in line)
     assert line in trained  # same agent, same seeds: the same returns
     assert "MLflow run" in evaluated
+
+    # an agent file from before the protocol was stored asks for --targets instead of guessing
+    from seqlab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    old = {k: v for k, v in load_checkpoint(agent).items() if k != "evaluation"}
+    save_checkpoint(old, tmp_path / "old.pt")
+    assert main(["rl", "evaluate", str(tmp_path / "old.pt"), "--no-track"]) != 0
+    assert "does not record the target returns" in capsys.readouterr().err
 
 
 def test_frames_are_rendered_when_the_machine_can(dataset):
@@ -135,3 +150,45 @@ def test_frames_are_rendered_when_the_machine_can(dataset):
         pytest.skip(f"MuJoCo cannot render here: {exc}")
     assert len(result.frames) == int(result.lengths[0, 0]) // 2
     assert result.frames[0].ndim == 3 and result.frames[0].shape[2] == 3
+
+
+def test_a_run_killed_inside_its_one_epoch_resumes_to_the_same_agent(dataset, tmp_path, monkeypatch):
+    """The presets train one epoch of max_steps batches; checkpoint_every makes --resume continue it."""
+    import torch
+
+    import rl.experiment as experiment
+
+    def config(out):
+        return build_config("dt_cpu", {
+            "model": TINY, "data": {"dataset": str(dataset)}, "output_dir": str(out),
+            "train": {"max_steps": 6, "warmup_steps": 2, "batch_size": 8, "precision": "fp32", "progress": False,
+                      "checkpoint_every": 2},
+            "eval": {"target_returns": [50.0], "n_episodes": 1, "num_envs": 1, "frames": False},
+        })
+
+    whole = run_experiment(config(tmp_path / "whole"), tracker=MemoryTracker())
+
+    class Crash(Exception):
+        pass
+
+    steps = []
+
+    class WatchedTrainer(experiment.Trainer):
+        def __init__(self, *args, callbacks=(), **kwargs):
+            def watch(trainer, state):
+                steps.append(state.global_step)
+                if state.global_step == 5 and not resumed:
+                    raise Crash
+
+            super().__init__(*args, callbacks=[*callbacks, watch], **kwargs)
+
+    monkeypatch.setattr(experiment, "Trainer", WatchedTrainer)
+    resumed = False
+    with pytest.raises(Crash):
+        run_experiment(config(tmp_path / "killed"), tracker=MemoryTracker())
+    resumed = True
+    result = run_experiment(config(tmp_path / "killed"), resume=True, tracker=MemoryTracker())
+    assert result.fit.global_step == 6
+    assert steps == [1, 2, 3, 4, 5, 5, 6]  # the second run went on from the step-4 checkpoint
+    for name, tensor in Agent.load(whole.agent_path).state_dict.items():
+        assert torch.equal(tensor, Agent.load(result.agent_path).state_dict[name]), name
