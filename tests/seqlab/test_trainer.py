@@ -239,6 +239,17 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
+def test_atomic_files_get_the_mode_an_ordinary_file_would(tmp_path):
+    import os
+    import stat
+
+    ordinary = tmp_path / "plain"
+    ordinary.write_bytes(b"x")
+    save_checkpoint({"step": 1}, tmp_path / "last.pt")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "last.pt") == mode(ordinary)
+
+
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint({"weights": torch.randn(100)}, path)
