@@ -339,6 +339,13 @@ def write_report(rows: list[dict], probes: list[dict], command: str, path: Path,
     if "fp32" in by_precision and "bf16" in by_precision:
         ratio = statistics.mean(by_precision["bf16"]) / statistics.mean(by_precision["fp32"])
         lines += ["", f"bf16 autocast vs fp32, training throughput: **{ratio:.2f}×**."]
+    if rows:
+        per_model = {}
+        for row in rows:
+            per_model[row["model"]] = per_model.get(row["model"], 0.0) + row["wall_seconds"]
+        spent = ", ".join(f"{model} {seconds / 3600:.1f} h" for model, seconds in sorted(per_model.items()))
+        lines += ["", f"Wall time of the {len(rows)} runs above (train + test, each in its own process): "
+                      f"{sum(per_model.values()) / 3600:.1f} h ({spent})."]
     if probes:
         eager = {p["precision"]: p["ms_per_step"] for p in probes if not p["compile"]}
         lines += [

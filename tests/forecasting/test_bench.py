@@ -21,6 +21,7 @@ def test_report_puts_mean_and_std_beside_the_published_figure(tmp_path):
     assert f"| itransformer | ETTh1 | 96 | fp32 | 0.3850 ± 0.0071 | 0.4050 ± 0.0071 | {published_mse:.3f} / " in text
     assert f"| {0.385 - published_mse:+.4f} |" in text
     assert "**1.50×**" in text  # bf16 over fp32 training throughput
+    assert "Wall time of the 3 runs above" in text
     assert (tmp_path / "report.json").exists()
 
 
