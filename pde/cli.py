@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a surrogate, test it by rollout, save it as surrogate.pt (tracked in MLflow)",
         description="Train with an experiment preset of pde/configs/experiments or a YAML file. The dataset "
-        "(data.dataset) is a file or a generation preset, simulated once into <output_dir>/data/. Extra "
-        "KEY=VALUE arguments override config values, e.g. train.epochs=5 model.n_layers=2.",
+        "(data.dataset) is a file or a generation preset, simulated once into <output_dir>/data/. A preset "
+        "with data.input and data.output (darcy_*) trains a steady operator on static field pairs and tests it "
+        "on data.test_datasets. Extra KEY=VALUE arguments override config values, e.g. train.epochs=5 "
+        "model.n_layers=2.",
     )
     train.add_argument("preset", help="experiment preset name or YAML file")
     train.add_argument("--data", default=None, help="dataset file or generation preset (data.dataset)")
@@ -50,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Streams chunks of trajectories into the store; a killed job continues where it stopped "
         "when run again with the same arguments. With --scheduler the chunks run on a Dask cluster.",
     )
-    infer.add_argument("surrogate", help="surrogate.pt, its run folder, or an MLflow URI (runs:/<id>/surrogate)")
+    infer.add_argument("surrogate", help="surrogate.pt, its run folder, or an MLflow URI (runs:/<id>/surrogate, "
+                       "models:/<name>/<version>)")
     infer.add_argument("input", help="initial conditions: NetCDF (.nc) or zarr with dims (sample, time, ...)")
     infer.add_argument("output", help="output zarr store (.zarr)")
     infer.add_argument("--steps", type=int, required=True, help="frames to predict per trajectory")
@@ -74,6 +77,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
+    from pde.experiment import preset_kind
     from pde.experiment import preset_names as experiment_presets
     from pde.generate import load_preset, preset_names
 
@@ -83,7 +87,7 @@ def _presets(args: argparse.Namespace) -> int:
         print(f"  {name:<24} {solver:<19} {cfg.n_samples} x {cfg.n_frames} frames, {cfg.resolution} points/axis")
     print("experiments (seqlab pde train):")
     for name in experiment_presets():
-        print(f"  {name}")
+        print(f"  {name:<24} {preset_kind(name)}")
     return 0
 
 
@@ -93,9 +97,17 @@ def _train(args: argparse.Namespace) -> int:
     cfg = build_config(args.preset, run_overrides(args, {"data": "data.dataset", "data_dir": "data.data_dir"}))
     result = run_experiment(cfg, resume=args.resume)
     t = result.test
-    print(f"{cfg.model_name} on {cfg.data.dataset}: {result.fit.global_step} steps; test rollout of "
-          f"{t['test/rollout_steps']:.0f} steps: nRMSE t=1 {t['test/nrmse_t1']:.4f}, last {t['test/nrmse_last']:.4f}, "
-          f"rel-L2 {t['test/rel_l2']:.4f}, correlation time {t['test/correlation_time']:.1f}")
+    head = f"{cfg.model_name} on {cfg.data.dataset}: {result.fit.global_step} steps; "
+    if cfg.data.steady:
+        # test/rel_l2: the training file's test split; test/<file>/rel_l2: a test file
+        scores = [(key.split("/")[1] if key.count("/") == 2 else "split", value)
+                  for key, value in t.items() if key.endswith("/rel_l2")]
+        print(f"{head}steady operator {cfg.data.input} -> {cfg.data.output}, test rel-L2: "
+              + ", ".join(f"{name} {value:.4f}" for name, value in scores))
+    else:
+        print(f"{head}test rollout of {t['test/rollout_steps']:.0f} steps: nRMSE t=1 {t['test/nrmse_t1']:.4f}, "
+              f"last {t['test/nrmse_last']:.4f}, rel-L2 {t['test/rel_l2']:.4f}, "
+              f"correlation time {t['test/correlation_time']:.1f}")
     print(f"surrogate: {result.surrogate_path}" + (f"; MLflow run {result.run_id}" if result.run_id else ""))
     return 0
 
@@ -113,5 +125,5 @@ def _infer(args: argparse.Namespace) -> int:
         print(f"the solver that made the input took {report.solver_seconds:.1f} s for as many steps: "
               f"{report.speedup_vs_solver:.1f}x")
     for sample, step in report.diverged:
-        print(f"trajectory {sample} diverged at step {step}")
+        print(f"sample {sample} diverged at step {step}")
     return 0

@@ -419,8 +419,10 @@ class FieldStats:
         return stats
 
 
-def sample_params(ds: xr.Dataset, names: Sequence[str]) -> np.ndarray:
-    """PDE parameters per trajectory, (N, P) float32: a variable over `sample`, else a dataset attr."""
+def sample_params(ds: xr.Dataset, names: Sequence[str], source: str | Path | None = None) -> np.ndarray:
+    """PDE parameters per trajectory, (N, P) float32: a variable over `sample`, else a dataset attr.
+
+    `source` names the dataset in errors (default: its `source` attr)."""
     columns = []
     for name in names:
         if name in ds.data_vars and ds[name].dims == ("sample",):
@@ -428,8 +430,8 @@ def sample_params(ds: xr.Dataset, names: Sequence[str]) -> np.ndarray:
         elif name in ds.attrs and isinstance(ds.attrs[name], (int, float, np.number)):
             columns.append(np.full(ds.sizes["sample"], ds.attrs[name], dtype=np.float32))
         else:
-            raise DatasetError(f"{_source(ds)}: parameter {name!r} is neither a variable over 'sample' nor a "
-                               "numeric attr")
+            raise DatasetError(f"{source or _source(ds)}: parameter {name!r} is neither a variable over 'sample' "
+                               "nor a numeric attr")
     return np.stack(columns, axis=1) if columns else np.zeros((ds.sizes["sample"], 0), np.float32)
 
 

@@ -13,8 +13,11 @@ N steps in a zarr store`. How it stays safe:
   which Dask needs as it may run a task twice.
 - One job per store: the store records a fingerprint of (surrogate, input, steps, chunking);
   continuing a store made by another job is an error that names the differing field.
-- Divergence: a trajectory whose rollout turns NaN/inf is reported with the step where it
-  happened (variable `diverged_at`, -1 when it stayed finite); the other trajectories go on.
+- Divergence: a trajectory whose rollout turns NaN/inf is reported by its `sample` label with
+  the step where it happened (variable `diverged_at`, -1 when it stayed finite); the other
+  trajectories go on.
+- PDE parameters: a surrogate trained with `data.params` reads each chunk's per-sample values
+  from the input (a variable over `sample`, or an attr) and conditions the rollout on them.
 - Scale-out: with a Dask scheduler address the chunks run as tasks on the cluster's workers
   (`dask.distributed`); every worker must see the surrogate file, the input and the store
   (a shared filesystem or object store). Without one, chunks run in this process.
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pde.data import DatasetError, sample_params
 from pde.surrogate import Surrogate, file_sha256, resolve_surrogate
 from seqlab.config import require_positive
 from seqlab.errors import ConfigError, SeqlabError
@@ -100,12 +104,12 @@ class ChunkResult:
     index: int
     n_trajectories: int
     seconds: float
-    diverged: tuple[tuple[int, int], ...]  # (sample, step) of each diverged trajectory
+    diverged: tuple[tuple[int, int], ...]  # (position in the input, step) of each diverged trajectory
 
 
 @dataclass
 class JobReport:
-    """What a job did: counts, timing and every diverged trajectory."""
+    """What a job did: counts, timing and every diverged trajectory as (sample label, step)."""
 
     output_path: str
     n_trajectories: int
@@ -139,12 +143,24 @@ def open_input(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise JobError(f"input dataset {path} does not exist")
-    if path.suffix == ".zarr" or (path / "zarr.json").exists():
-        return xr.open_zarr(path, consolidated=False)
-    return xr.open_dataset(path, engine="h5netcdf", chunks={})
+    try:
+        if path.suffix == ".zarr" or (path / "zarr.json").exists():
+            return xr.open_zarr(path, consolidated=False)
+        return xr.open_dataset(path, engine="h5netcdf", chunks={})
+    except (OSError, ValueError) as exc:
+        raise JobError(f"input dataset {path} cannot be read as NetCDF or zarr ({type(exc).__name__}: {exc})") from None
+
+
+def _sample_labels(ds: Any) -> np.ndarray:
+    """The input's `sample` coordinate (positions when it has none): how trajectories are named."""
+    return ds[SAMPLE].values if SAMPLE in ds.coords else np.arange(ds.sizes[SAMPLE])
 
 
 def _check_input(ds: Any, surrogate: Surrogate, config: InferConfig, source: str) -> None:
+    try:
+        sample_params(ds, surrogate.params, source)
+    except DatasetError as exc:
+        raise JobError(f"{exc}; the surrogate was trained with data.params={surrogate.params}") from None
     absent = surrogate.check_dataset(dict(ds.attrs), list(ds.data_vars), source)
     if absent:
         log.warning("%s lacks attrs %s that the surrogate was trained with; not checked", source, absent)
@@ -211,7 +227,7 @@ def _create_or_check_store(spec: ChunkSpec, ds: Any, surrogate: Surrogate, finge
     }
     data_vars["diverged_at"] = ((SAMPLE,), da.full(spec.n_samples, -1, chunks=cfg.chunk_size, dtype=np.int32))
     data_vars[DONE] = (("chunk",), da.zeros(spec.n_chunks, chunks=1, dtype=np.int8))
-    coords = {SAMPLE: ds[SAMPLE].values if SAMPLE in ds.coords else np.arange(spec.n_samples)}
+    coords = {SAMPLE: _sample_labels(ds)}
     coords[TIME] = _output_times(ds, cfg, surrogate.in_frames)
     coords.update({d: ds[d].values for d in spatial_dims if d in ds.coords})
     attrs = {k: v for k, v in ds.attrs.items() if not isinstance(v, dict)}
@@ -287,9 +303,9 @@ def run_chunk(index: int, spec: ChunkSpec) -> ChunkResult:
     try:
         surrogate, model = _load_surrogate(spec.surrogate_path, spec.surrogate_sha256)
         lo, hi = spec.bounds(index)
-        initial = _read_initial(spec, surrogate, lo, hi)
+        initial, params = _read_chunk(spec, surrogate, lo, hi)
         with torch.inference_mode():
-            frames, diverged_at = surrogate.rollout(model, initial, spec.config.steps)
+            frames, diverged_at = surrogate.rollout(model, initial, spec.config.steps, params)
     finally:
         torch.set_num_threads(previous_threads)
     frames_np = frames.float().numpy()
@@ -304,21 +320,24 @@ def run_chunk(index: int, spec: ChunkSpec) -> ChunkResult:
     return ChunkResult(index, hi - lo, time.perf_counter() - began, diverged)
 
 
-def _read_initial(spec: ChunkSpec, surrogate: Surrogate, lo: int, hi: int) -> torch.Tensor:
-    """(n, T_in, C, *S) float32 initial frames of samples [lo, hi), checked for NaN/inf."""
-    ds = open_input(spec.input_path)
+def _read_chunk(spec: ChunkSpec, surrogate: Surrogate, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Samples [lo, hi): (n, T_in, C, *S) float32 initial frames, checked for NaN/inf, and the
+    (n, P) PDE parameters when the surrogate is conditioned on any."""
+    ds = open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
     window = slice(spec.config.start_frame, spec.config.start_frame + surrogate.in_frames)
     channels = []
     for name in spec.variables:
-        values = np.asarray(ds[name].isel({SAMPLE: slice(lo, hi), TIME: window}).values, dtype=np.float32)
+        values = np.asarray(ds[name].isel({TIME: window}).values, dtype=np.float32)
         bad = ~np.isfinite(values)
         if bad.any():
-            samples = sorted({lo + int(i) for i in np.nonzero(bad)[0]})
+            labels = _sample_labels(ds)
+            samples = sorted({labels[i].item() for i in np.nonzero(bad)[0]})
             raise JobError(
                 f"{spec.input_path}: variable {name} holds NaN/inf in the initial frames of samples {samples[:10]}"
             )
         channels.append(values)
-    return torch.from_numpy(np.stack(channels, axis=2))
+    params = torch.from_numpy(sample_params(ds, surrogate.params, spec.input_path)) if surrogate.params else None
+    return torch.from_numpy(np.stack(channels, axis=2)), params
 
 
 # ------------------------------------------------------------------------------------- the job
@@ -337,6 +356,9 @@ def run_job(
     """
     surrogate_path = resolve_surrogate(surrogate_ref)
     surrogate = Surrogate.load(surrogate_path)
+    if surrogate.steady:
+        raise JobError(f"{surrogate_path} is a steady operator ({', '.join(surrogate.inputs)} -> "
+                       f"{', '.join(surrogate.variables)}); batch jobs roll out trajectory surrogates")
     ds = open_input(input_path)
     _check_input(ds, surrogate, config, str(input_path))
     spec = ChunkSpec(
@@ -357,9 +379,10 @@ def run_job(
     began = time.perf_counter()
     results = _run_chunks(todo, spec, n_chunks, client, progress)
     seconds = time.perf_counter() - began
-    diverged = sorted(d for r in results for d in r.diverged)
+    labels = _sample_labels(ds)
+    diverged = [(labels[position].item(), step) for position, step in sorted(d for r in results for d in r.diverged)]
     for sample, step in diverged:
-        log.warning("trajectory %d diverged (NaN/inf) at step %d", sample, step)
+        log.warning("sample %s diverged (NaN/inf) at step %d", sample, step)
     solver_seconds = None
     if "solver_seconds" in ds.attrs:  # the generation's time, scaled to the trajectory-steps rolled out
         per_frame = float(ds.attrs["solver_seconds"]) / (ds.sizes[SAMPLE] * ds.sizes[TIME])

@@ -10,11 +10,14 @@ import pytest
 import torch
 import xarray as xr
 
+from pde.data import DatasetError
 from pde.experiment import PRESET_DIR, build_config, load_data, run_experiment
 from pde.jobs import InferConfig, run_job
 from pde.models import MODELS
+from pde.surrogate import Surrogate
 from seqlab.config import ConfigError
 from seqlab.tracking import MemoryTracker
+from seqlab.train import Trainer
 
 TINY = {
     "model": {"d_model": 16, "n_heads": 2, "d_head": 8, "n_layers": 1},
@@ -106,3 +109,34 @@ def test_push_forward_training_gets_windows_long_enough(tmp_path):
                  "task": {"pushforward_after": 0, "pushforward_every": 1, "pushforward_steps": 2}}
     result = run_experiment(build_config("factformer_ns_tiny", overrides))
     assert result.fit.global_step > 0 and np.isfinite(result.test["test/rel_l2"])
+
+
+def test_a_too_long_test_rollout_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "fit", lambda *args, **kwargs: pytest.fail("trained before checking rollout_steps"))
+    overrides = {**TINY, "data": {**TINY["data"], "rollout_steps": 50}, "output_dir": str(tmp_path),
+                 "tracking": {"enabled": False}}
+    with pytest.raises(DatasetError, match=r"ns_tiny.nc: test trajectories have 12 frames; in_frames \+ "
+                                           r"rollout_steps = 52"):
+        run_experiment(build_config("factformer_ns_tiny", overrides))
+
+
+def test_a_parameter_conditioned_surrogate_runs_as_a_batch_job(finished, tmp_path):
+    result, _ = finished
+    dataset = result.run_dir.parent / "data" / "ns_tiny.nc"
+    cfg = build_config("pde_transformer_ns64", {
+        "model": {"hidden_size": 8, "n_heads": 2, "depths": [1, 1, 1], "patch_size": 2, "window_size": 2},
+        "data": {"dataset": str(dataset), "params": ["viscosity"], "n_train": 6, "n_test": 2, "rollout_steps": 3},
+        "train": {"max_steps": 2, "warmup_steps": 0, "precision": "fp32", "progress": False},
+        "tracking": {"enabled": False}, "output_dir": str(tmp_path)})
+    trained = run_experiment(cfg)
+    surrogate = Surrogate.load(trained.surrogate_path)
+    assert surrogate.params == ["viscosity"] and "viscosity" not in surrogate.physics  # an input, not fixed physics
+    test = load_data(trained.config).test
+    test.attrs["viscosity"] = 2 * test.attrs["viscosity"]  # another flow of the family: accepted
+    test.to_netcdf(tmp_path / "ics.nc", engine="h5netcdf")
+    run_job(trained.surrogate_path, tmp_path / "ics.nc", tmp_path / "out.zarr", InferConfig(steps=3))
+    out = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["vorticity"].values
+    model = surrogate.build()
+    initial = torch.from_numpy(test["vorticity"].values[:, :1, None])
+    expected, _ = surrogate.rollout(model, initial, 3, torch.full((2, 1), float(test.attrs["viscosity"])))
+    np.testing.assert_allclose(out, expected[:, :, 0].numpy(), rtol=1e-5, atol=1e-5)

@@ -12,7 +12,10 @@ import zarr
 from pde import jobs
 from pde.jobs import InferConfig, JobError, run_job
 from pde.models import build_model
-from pde.surrogate import Surrogate, SurrogateMismatchError
+from pde.rollout import rollout
+from pde.surrogate import Surrogate, SurrogateMismatchError, resolve_surrogate
+from seqlab.errors import SeqlabError
+from seqlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 N_SAMPLES, N_TIME, RES = 7, 3, 8
 MODEL_CONFIG = {"in_frames": 2, "out_frames": 1, "channels": 1, "d_model": 16, "n_heads": 2, "d_head": 8,
@@ -135,17 +138,83 @@ def test_nan_initial_conditions_are_named(setup, tmp_path):
         run_job(surrogate_path, tmp_path / "nan.nc", tmp_path / "out.zarr", InferConfig(steps=2))
 
 
-def test_a_diverging_trajectory_is_reported_and_the_others_go_on(setup, tmp_path):
+def test_a_diverging_trajectory_is_reported_by_its_sample_label_and_the_rest_go_on(setup, tmp_path, caplog, capsys):
+    from seqlab.cli import main
+
     surrogate_path, ics = setup
-    ds = xr.open_dataset(ics).load()
+    ds = xr.open_dataset(ics).load().assign_coords(sample=np.arange(100, 100 + N_SAMPLES))  # labels, not positions
     ds["vorticity"][3] = 1e30  # finite input whose rollout overflows float32
     ds.to_netcdf(tmp_path / "wild.nc", engine="h5netcdf")
-    report = run_job(surrogate_path, tmp_path / "wild.nc", tmp_path / "out.zarr", InferConfig(steps=3))
+    with caplog.at_level("WARNING", logger="pde.jobs"):
+        report = run_job(surrogate_path, tmp_path / "wild.nc", tmp_path / "out.zarr",
+                         InferConfig(steps=3, chunk_size=2))
     out = read(tmp_path / "out.zarr")
-    diverged = out["diverged_at"].values
-    assert [s for s, _ in report.diverged] == [3] and diverged[3] >= 0
-    assert (np.delete(diverged, 3) == -1).all()
+    diverged = out["diverged_at"].values  # by position in the store, as before
+    step = int(diverged[3])
+    assert step >= 0 and report.diverged == [(103, step)]
+    assert f"sample 103 diverged (NaN/inf) at step {step}" in caplog.text
+    assert (np.delete(diverged, 3) == -1).all() and out["sample"].values.tolist() == list(range(100, 107))
     assert np.isfinite(np.delete(out["vorticity"].values, 3, axis=0)).all()
+    assert main(["pde", "infer", str(surrogate_path), str(tmp_path / "wild.nc"), str(tmp_path / "cli.zarr"),
+                 "--steps", "3"]) == 0
+    assert f"sample 103 diverged at step {step}" in capsys.readouterr().out
+
+
+def conditioned_surrogate(path):
+    """A PDE-Transformer conditioned on one parameter, its zero-initialized conditioning made live
+    (as training would), saved as a surrogate that reads `viscosity` per sample."""
+    config = {"in_frames": 1, "out_frames": 1, "channels": 1, "n_param": 1, "hidden_size": 8, "n_heads": 2,
+              "depths": [2, 1, 2], "patch_size": 2, "window_size": 2}
+    torch.manual_seed(0)
+    model = build_model("pde_transformer", config).eval()
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.add_(0.1 * torch.randn_like(weight))
+    physics = {k: v for k, v in PHYSICS.items() if k != "viscosity"}  # a parameter, not fixed physics
+    Surrogate("pde_transformer", config, model.state_dict(), ["vorticity"], [0.1], [2.0], physics,
+              params=["viscosity"]).save(path)
+    return model
+
+
+def test_a_parameter_conditioned_surrogate_reads_each_samples_parameters(tmp_path):
+    model = conditioned_surrogate(tmp_path / "s.pt")
+    ds = xr.open_dataset(make_initial_conditions(tmp_path / "ics.nc")).load()
+    del ds.attrs["viscosity"]
+    viscosity = np.linspace(1e-3, 1e-2, N_SAMPLES, dtype=np.float32)
+    ds["viscosity"] = ("sample", viscosity)
+    ds.to_netcdf(tmp_path / "params.nc", engine="h5netcdf")
+    run_job(tmp_path / "s.pt", tmp_path / "params.nc", tmp_path / "out.zarr", InferConfig(steps=2, chunk_size=3))
+    out = read(tmp_path / "out.zarr")["vorticity"].values
+
+    initial = (torch.from_numpy(ds["vorticity"].values[:, :1, None]) - 0.1) / 2.0  # (B, 1, 1, Y, X) normalized
+    params = torch.from_numpy(viscosity)[:, None]  # (B, 1)
+    expected = rollout(model, initial, 2, params).frames * 2.0 + 0.1
+    # float32 kernels round differently for chunks of 3 than for all 7 samples: ~1e-5 of the field's range
+    np.testing.assert_allclose(out, expected[:, :, 0].numpy(), rtol=1e-4, atol=1e-3)
+    others = rollout(model, initial, 2, params.flip(0)).frames * 2.0 + 0.1  # another sample's parameters
+    assert np.abs(out - others[:, :, 0].numpy()).max() > 0.1
+
+    ds.drop_vars("viscosity").to_netcdf(tmp_path / "no_params.nc", engine="h5netcdf")
+    with pytest.raises(JobError, match=r"no_params.nc: parameter 'viscosity' is neither .* "
+                                       r"data.params=\['viscosity'\]"):
+        run_job(tmp_path / "s.pt", tmp_path / "no_params.nc", tmp_path / "b.zarr", InferConfig(steps=2))
+
+
+def test_a_surrogate_file_without_the_newer_keys_still_loads(setup, tmp_path):
+    surrogate_path, _ = setup
+    state = load_checkpoint(surrogate_path)
+    for key in ("params", "inputs", "input_mean", "input_std"):
+        del state[key]
+    save_checkpoint(state, tmp_path / "old.pt")
+    old = Surrogate.load(tmp_path / "old.pt")
+    assert old.params == [] and not old.steady and old.variables == ["vorticity"]
+
+
+def test_malformed_mlflow_uris_name_the_uri_and_the_expected_forms():
+    forms = r"runs:/<run id>/<artifact path>, models:/<name>/<version or @alias>, or a surrogate.pt path"
+    for uri in ("runs:/", "runs:/nope/surrogate", "models:/x"):
+        with pytest.raises(SeqlabError, match=rf"'{uri}' from MLflow \(.+\); expected {forms}"):
+            resolve_surrogate(uri)
 
 
 def test_config_errors_name_the_field():
