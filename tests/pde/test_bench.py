@@ -57,6 +57,10 @@ def test_targets_say_not_met_when_fno_wins_or_the_rollout_is_slow():
     assert lines[0].endswith("factformer nRMSE(t=40) 0.6000 vs FNO 0.5000: **not met**.")
     assert lines[1].endswith("pde_transformer (fp32) 9.9x (target 10x): **not met**.")
     assert bench.targets([ns_row("fno", "fp32", 0.5)], None)[0].startswith("- Not decided")
+    # with the FNO generator's step timed too, the ratio against it is given as context only
+    context = bench.targets(ns, {**SOLVER, "reference_dt": 1e-4, "reference_trajectories_per_s": 0.008})
+    assert context[1].endswith("**not met**.")
+    assert "the same rollout is 988x faster" in context[2] and "100x fewer steps" in context[2]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +107,7 @@ def test_solver_timing_recomputes_the_stored_frames(tiny_ns):
     solver = bench.run_solver_case(str(tiny_ns), n_train=2, n_test=2)
     assert solver["trajectories"] == 2 and solver["steps"] == 4 and solver["trajectories_per_s"] > 0
     assert solver["rel_l2_vs_data"] < 1e-4  # the same computation as the data, from frame 10's state
+    assert 0 < solver["reference_trajectories_per_s"] < solver["trajectories_per_s"]  # dt 1e-4: more steps
 
 
 def test_darcy_case_tests_at_both_resolutions_reproducibly(tmp_path):
