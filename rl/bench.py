@@ -335,8 +335,9 @@ def _timed(fn: Any, repeats: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def speed_plan(quick: bool, threads: int) -> list[tuple[Any, Any]]:
-    """(function, probe) pairs in run order; ours and the peer's alternate so load hits both."""
+def speed_plan(quick: bool, threads: int, eval_threads: tuple[int, ...] = ()) -> list[tuple[Any, Any]]:
+    """(function, probe) pairs in run order; ours and the peer's alternate so load hits both. The
+    evaluators also run at each of `eval_threads` (evaluation is what a user runs on every core)."""
     repeats, steps = (3, 10) if quick else (5, 20)
     eval_repeats, episode_steps = (2, 200) if quick else (3, None)
     plan: list[tuple[Any, Any]] = []
@@ -346,12 +347,15 @@ def speed_plan(quick: bool, threads: int) -> list[tuple[Any, Any]]:
     b, n = PAPER.batch_size, 3 * PAPER.context_len
     for precision in ("fp32", "bf16"):
         plan.append((matmul_speed, (precision, b * n, PAPER.d_model, 4 * PAPER.d_model, 7, threads)))
-    for precision in ("fp32", "bf16"):
-        plan.append((eval_speed, EvalProbe("sequential", 1, precision, episodes=1 if quick else 2,
-                                           repeats=eval_repeats, max_episode_steps=episode_steps, threads=threads)))
-        for num_envs in (10, 50):
-            plan.append((eval_speed, EvalProbe("batched", num_envs, precision, episodes=num_envs,
-                                               repeats=eval_repeats, max_episode_steps=episode_steps, threads=threads)))
+    for n_threads in dict.fromkeys((threads, *eval_threads)):
+        for precision in ("fp32", "bf16"):
+            plan.append((eval_speed, EvalProbe("sequential", 1, precision, episodes=1 if quick else 2,
+                                               repeats=eval_repeats, max_episode_steps=episode_steps,
+                                               threads=n_threads)))
+            for num_envs in (10, 50):
+                plan.append((eval_speed, EvalProbe("batched", num_envs, precision, episodes=num_envs,
+                                                   repeats=eval_repeats, max_episode_steps=episode_steps,
+                                                   threads=n_threads)))
     return plan
 
 
@@ -530,9 +534,9 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
             "only (`TokenModel.act`). Env-steps/s over whole `evaluate` calls (env construction included), "
             f"median of {evals[0]['repeats']} repeats.",
             "",
-            "| evaluator | envs | precision | env-steps | env-steps/s (wall) | CPU µs/env-step "
+            "| evaluator | envs | precision | threads | env-steps | env-steps/s (wall) | CPU µs/env-step "
             "| speed-up vs sequential (wall) | speed-up (CPU) | target ≥ 5× | load avg |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in evals:
             seq = _peer(evals, row, "evaluator", "sequential")
@@ -542,15 +546,17 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
                 ratio = _ratio(row["env_steps_per_s"], seq["env_steps_per_s"])
                 up, up_cpu = f"{ratio:.2f}×", f"{_ratio(seq['cpu_us_per_env_step'], row['cpu_us_per_env_step']):.2f}×"
                 verdict = "met" if ratio >= EVAL_TARGET else "not met"
-            lines.append(f"| {row['evaluator']} | {row['num_envs']} | {row['precision']} | {row['env_steps']} "
+            lines.append(f"| {row['evaluator']} | {row['num_envs']} | {row['precision']} | {row.get('threads', 1)} "
+                         f"| {row['env_steps']} "
                          f"| {row['env_steps_per_s']:.0f} | {row['cpu_us_per_env_step']:.0f} | {up} | {up_cpu} "
                          f"| {verdict} | {row['load_avg']:.1f} |")
         sequential = [r for r in evals if r["evaluator"] == "sequential"]
         batched = [r for r in evals if r["evaluator"] == "batched"]
         if sequential and batched:
             fastest, best = (max(rows, key=lambda r: r["env_steps_per_s"]) for rows in (sequential, batched))
-            lines += ["", f"Fastest batched ({best['num_envs']} envs, {best['precision']}) against the fastest "
-                      f"sequential ({fastest['precision']}): "
+            lines += ["", f"Fastest batched ({best['num_envs']} envs, {best['precision']}, {best.get('threads', 1)} "
+                      f"thread(s)) against the fastest sequential ({fastest['precision']}, "
+                      f"{fastest.get('threads', 1)} thread(s)): "
                       f"{_ratio(best['env_steps_per_s'], fastest['env_steps_per_s']):.2f}×."]
         lines.append("")
     if train or evals:
@@ -582,7 +588,9 @@ def _describe_sizes(sizes: Sizes, batch: bool = True) -> str:
 
 
 def _peer(rows: list[dict], row: dict, key: str, value: str) -> dict | None:
-    return next((r for r in rows if r[key] == value and r["precision"] == row["precision"]), None)
+    """The row to compare `row` with: `key` equal to `value`, same precision and thread count."""
+    return next((r for r in rows if r[key] == value and r["precision"] == row["precision"]
+                 and r.get("threads") == row.get("threads")), None)
 
 
 def score_lines(scores: list[dict], info: dict[str, Any] | None) -> list[str]:
@@ -737,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="precision of the score runs (auto: bf16 where the CPU has native bf16)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per measurement process")
+    parser.add_argument("--eval-threads", type=int, nargs="*", default=None,
+                        help="also time the evaluators at these thread counts (default: every core as well)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the score runs the report's .json already has for this plan; run the rest")
     parser.add_argument("--data-dir", default=None)
@@ -761,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scores_only:
         results["speed"] = {"train": [], "matmul": [], "eval": []}
         have_hf = _has_transformers()
-        for fn, probe in speed_plan(args.quick, args.threads):
+        eval_threads = tuple(args.eval_threads if args.eval_threads is not None else [os.cpu_count() or 1])
+        for fn, probe in speed_plan(args.quick, args.threads, eval_threads):
             if isinstance(probe, TrainProbe) and probe.library == "transformers" and not have_hf:
                 continue
             row = in_fresh_process(_call, fn, probe)

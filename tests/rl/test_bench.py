@@ -39,9 +39,9 @@ def train_row(library, precision, steps_per_s, cpu_ms):
             "bf16_action_error": 0.004, "attention": "sdpa", "load_avg": 3.0}
 
 
-def eval_row(evaluator, num_envs, precision, rate):
+def eval_row(evaluator, num_envs, precision, rate, threads=1):
     return {"evaluator": evaluator, "env_id": "HalfCheetah-v5", "sizes": asdict(PAPER), "num_envs": num_envs,
-            "precision": precision, "threads": 1, "episodes": num_envs, "env_steps": 1000 * num_envs,
+            "precision": precision, "threads": threads, "episodes": num_envs, "env_steps": 1000 * num_envs,
             "repeats": 3, "env_steps_per_s": rate, "cpu_us_per_env_step": 1e6 / rate, "load_avg": 3.0}
 
 
@@ -64,18 +64,22 @@ def test_speed_report_says_which_targets_are_met(tmp_path):
         "matmul": [{"precision": "fp32", "shape": [3840, 128, 512], "threads": 1, "gflop_per_s": 50.0, "gflop_per_cpu_s": 50.0},
                    {"precision": "bf16", "shape": [3840, 128, 512], "threads": 1, "gflop_per_s": 200.0, "gflop_per_cpu_s": 200.0}],
         "eval": [eval_row("sequential", 1, "fp32", 100.0), eval_row("batched", 50, "fp32", 600.0),
-                 eval_row("sequential", 1, "bf16", 100.0), eval_row("batched", 50, "bf16", 300.0)],
+                 eval_row("sequential", 1, "bf16", 100.0), eval_row("batched", 50, "bf16", 300.0),
+                 # at 2 threads each batched row is compared with the sequential row at 2 threads
+                 eval_row("sequential", 1, "fp32", 110.0, threads=2), eval_row("batched", 50, "fp32", 880.0, threads=2)],
     }
     path = tmp_path / "rl.md"
     write_report({"speed": speed, "scores": []}, "seqlab bench rl --speed-only", path)
     text = path.read_text()
     assert "Target ≥ 1.5× in fp32: **met** (2.00× ≥ 1.5×) in wall time; 1.80× in CPU time." in text
     assert "Target ≥ 1.5× in bf16: **not met** (1.20× < 1.5×)" in text
-    assert "| batched | 50 | fp32 | 50000 | 600 | 1667 | 6.00× | 6.00× | met |" in text
-    assert "| batched | 50 | bf16 | 50000 | 300 | 3333 | 3.00× | 3.00× | not met |" in text
+    assert "| batched | 50 | fp32 | 1 | 50000 | 600 | 1667 | 6.00× | 6.00× | met |" in text
+    assert "| batched | 50 | bf16 | 1 | 50000 | 300 | 3333 | 3.00× | 3.00× | not met |" in text
+    assert "| batched | 50 | fp32 | 2 | 50000 | 880 | 1136 | 8.00× |" in text
     achieved = train_flops(PAPER) / 0.1 / 1e9  # our fp32 step: counted FLOPs per 100 CPU ms
     assert f"| seqlab | fp32 | {train_flops(PAPER) / 1e9:.2f} | 100 | {achieved:.1f} | 50 | {achieved / 50:.0%} |" in text
-    assert "Fastest batched (50 envs, fp32) against the fastest sequential (fp32): 6.00×." in text
+    assert ("Fastest batched (50 envs, fp32, 2 thread(s)) against the fastest sequential (fp32, 2 thread(s)): "
+            "8.00×.") in text
     assert json.loads(path.with_suffix(".json").read_text())["speed"]["eval"][1]["env_steps_per_s"] == 600.0
 
 
@@ -139,6 +143,13 @@ def test_resume_runs_only_the_score_cases_the_report_lacks(tmp_path, monkeypatch
     assert ran == plan[1:]
     scores = json.loads(out.with_suffix(".json").read_text())["scores"]
     assert len(scores) == len(plan) and scores[0]["evaluation"] == earlier[0]["evaluation"]
+
+
+def test_speed_plan_times_the_evaluators_at_each_thread_count_once():
+    from rl.bench import speed_plan
+
+    evals = [probe for fn, probe in speed_plan(True, 1, (2, 1)) if fn is eval_speed]
+    assert sorted({p.threads for p in evals}) == [1, 2] and len(evals) == 12  # 2 precisions x 3 evaluators x 2
 
 
 def test_score_plan_covers_every_model_dataset_and_seed():
