@@ -574,7 +574,9 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
             "batched one asks for the newest action only (29% fewer matmul FLOPs at the paper config) and "
             "spreads Python and small-matmul overhead over N envs. In fp32 its step already runs near the plain "
             "matmul rate, so beyond that the gain has to come from bf16 matmuls. The sequential evaluator "
-            "is slower in bf16 than in fp32 (autocast's casts dominate a one-env forward pass).",
+            "is slower in bf16 than in fp32 (autocast's casts dominate a one-env forward pass), and slower "
+            "with two threads than with one (its matmuls are too small to split), while the batched one "
+            "gains from both: compare the rows of one thread count, and the fastest against the fastest.",
             "",
         ]
     return lines
@@ -718,8 +720,9 @@ def write_report(results: dict[str, Any], command: str, path: Path, notes: list[
     ]
     if loads:
         lines.append(f"- Load average (1 min) at the start of the speed measurements: {min(loads):.1f}–"
-                     f"{max(loads):.1f} on {os.cpu_count()} cores: a shared machine, other jobs were running; "
-                     "wall-clock numbers are pessimistic and noisy, CPU-time numbers less so.")
+                     f"{max(loads):.1f} on {os.cpu_count()} cores (the measurements themselves count: a load "
+                     "well above a probe's threads means other jobs were running, which makes wall-clock numbers "
+                     "pessimistic and noisy, CPU-time numbers less so).")
     lines += [f"- {note}" for note in notes]
     lines += ["", "## Speed", ""] + (speed_lines(speed) if speed else ["Not run (`--scores-only`).", ""])
     lines += ["## Scores", ""] + (score_lines(scores, results.get("manifest")) if scores or results.get("manifest")
