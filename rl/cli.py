@@ -107,14 +107,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from seqlab.config import ConfigError
 
     def config(env_id: str, stored: dict) -> EvalConfig:
-        targets = args.targets or stored.get("target_returns")
+        targets = stored.get("target_returns") if args.targets is None else args.targets
         if not targets:
             raise ConfigError(f"{args.agent} does not record the target returns it was trained for "
                               "(written by an older seqlab): pass --targets")
-        return EvalConfig(env_id=env_id, target_returns=tuple(targets), n_episodes=args.episodes or
-                          stored.get("n_episodes", 10), num_envs=args.num_envs, seed=args.seed,
-                          n_trials=args.trials or stored.get("n_trials", 1), use_kv_cache=args.kv_cache,
-                          precision=args.precision)
+        def given_or_stored(value: int | None, key: str, default: int) -> int:
+            return stored.get(key, default) if value is None else value  # 0 given stays 0: EvalConfig refuses it
+
+        return EvalConfig(env_id=env_id, target_returns=tuple(targets),
+                          n_episodes=given_or_stored(args.episodes, "n_episodes", 10), num_envs=args.num_envs,
+                          seed=args.seed, n_trials=given_or_stored(args.trials, "n_trials", 1),
+                          use_kv_cache=args.kv_cache, precision=args.precision)
 
     summary, run_id = evaluate_agent(args.agent, config, track=not args.no_track)
     _print_summary(summary)

@@ -128,6 +128,10 @@ def test_cli_trains_and_evaluates_the_saved_agent(dataset, tmp_path, capsys):
     assert line in trained  # same agent, same seeds: the same returns
     assert "MLflow run" in evaluated
 
+    # an explicit 0 is refused, not replaced by the stored value
+    assert main(["rl", "evaluate", str(agent.parent), "--episodes", "0", "--no-track"]) != 0
+    assert "n_episodes must be >= 1" in capsys.readouterr().err
+
     # an agent file from before the protocol was stored asks for --targets instead of guessing
     from seqlab.train.checkpoint import load_checkpoint, save_checkpoint
 
