@@ -76,6 +76,8 @@ def test_every_experiment_preset_builds():
         cfg = build_config(path)
         assert cfg.model_name in MODELS, path.name
         assert isinstance(cfg.model, MODELS.get(cfg.model_name).config_class)
+        if cfg.train.epochs == 1 and cfg.train.max_steps:  # one epoch: --resume needs checkpoints inside it
+            assert cfg.train.checkpoint_every and cfg.train.checkpoint_every < cfg.train.max_steps, path.name
 
 
 def test_config_errors_name_the_key():

@@ -93,6 +93,8 @@ def test_every_training_preset_builds():
     for path in sorted(PRESET_DIR.glob("*.yaml")):
         cfg = build_config(path, {"data": {"dataset": "x.hdf5"}})
         assert isinstance(cfg.model, MODELS.get(cfg.model_name).config_class), path.name
+        # one epoch of max_steps: without checkpoints inside it, --resume would start over
+        assert cfg.train.checkpoint_every and cfg.train.checkpoint_every < cfg.train.max_steps, path.name
 
 
 def test_config_errors_name_the_key():
