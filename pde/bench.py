@@ -237,8 +237,12 @@ def run_solver_case(dataset: str, n_train: int, n_test: int, split_seed: int = 0
     steps = frames.shape[1] - CONTEXT
     forcing = fno_forcing(cfg.resolution, cfg.forcing_amplitude)
     dtype = DTYPES[cfg.precision]
-    stepper = VorticityStepper(cfg.resolution, float(ds.attrs["domain_length"]), cfg.viscosity, 0.0, forcing,
-                               cfg.step, cfg.scheme, dtype)
+
+    def make_stepper(step: float, scheme: str) -> VorticityStepper:
+        return VorticityStepper(cfg.resolution, float(ds.attrs["domain_length"]), cfg.viscosity, 0.0, forcing,
+                                step, scheme, dtype)
+
+    stepper = make_stepper(cfg.step, cfg.scheme)
     started = time.perf_counter()
     w_hat = stepper.to_spectral(frames[:, CONTEXT - 1].to(dtype))
     out = []
@@ -250,8 +254,7 @@ def run_solver_case(dataset: str, n_train: int, n_test: int, split_seed: int = 0
     pred = torch.stack(out, dim=1)[:, :, None].float()  # (B, steps, 1, Y, X)
     # Context, not the target: the same trajectories with the FNO data generator's update (CN +
     # forward Euler at dt 1e-4, 100x our steps), timed over one frame and scaled to all of them.
-    reference = VorticityStepper(cfg.resolution, float(ds.attrs["domain_length"]), cfg.viscosity, 0.0, forcing,
-                                 REFERENCE_DT, "euler", dtype)
+    reference = make_stepper(REFERENCE_DT, "euler")
     per_frame = round(cfg.step * cfg.substeps / REFERENCE_DT)
     began = time.perf_counter()
     w_hat = reference.to_spectral(frames[:, CONTEXT - 1].to(dtype))

@@ -400,6 +400,12 @@ def run_score(case: ScoreCase) -> dict[str, Any]:
 def score_plan(seeds: list[int], steps: dict[str, int], episodes: int, levels: tuple[str, ...] = LEVELS,
                data_dir: str | None = None, precision: str = "auto", threads: int = 1) -> list[ScoreCase]:
     """Every preset on every dataset level for every seed, level by level."""
+    import torch
+
+    from seqlab.train.runtime import resolve_precision
+
+    # "auto" made concrete, so that a row (which records the precision it ran in) answers its case on --resume
+    precision = resolve_precision(precision, torch.device("cpu"))
     return [ScoreCase(preset, level, seed, steps[preset], episodes, precision, threads, data_dir)
             for level in levels for preset in PRESETS for seed in seeds]
 
@@ -796,8 +802,8 @@ def main(argv: list[str] | None = None) -> int:
         if levels:
             seeds = args.seeds or ([DEFAULT_SEEDS[0]] if args.quick else list(DEFAULT_SEEDS))
             steps = _parse_steps(args.steps, args.quick)
-            cases = score_plan(seeds, steps, 5 if args.quick else 10, levels, args.data_dir,
-                               _resolved_precision(args.precision), args.threads)
+            cases = score_plan(seeds, steps, 5 if args.quick else 10, levels, args.data_dir, args.precision,
+                               args.threads)
             results["scores"], cases = split_done(cases, previous.get("scores", []) if args.resume else [])
             for i, case in enumerate(cases, 1):
                 row = in_fresh_process(run_score, case)
@@ -808,16 +814,6 @@ def main(argv: list[str] | None = None) -> int:
     write_report(results, command, args.out, notes)
     print(f"report written to {args.out}")
     return 0
-
-
-def _resolved_precision(precision: str) -> str:
-    """"auto" made concrete here, so that a score row (which records the precision it ran in)
-    matches its case when a run resumes."""
-    import torch
-
-    from seqlab.train.runtime import resolve_precision
-
-    return resolve_precision(precision, torch.device("cpu"))
 
 
 def _parse_steps(items: list[str] | None, quick: bool) -> dict[str, int]:

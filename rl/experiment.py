@@ -162,7 +162,9 @@ class Agent:
         state = load_checkpoint(path)
         if state.get("kind") != "rl-agent":
             raise SeqlabError(f"{path} is not an RL agent file (kind={state.get('kind')!r})")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in state and f.name != "evaluation"]
+        required = [f for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [f.name for f in required if f.name not in state]
         if missing:
             raise SeqlabError(f"{path} is an RL agent file without {', '.join(missing)}")
         return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls) if f.name in state})

@@ -12,9 +12,9 @@ import os
 import platform
 import resource
 import subprocess
-from dataclasses import asdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
