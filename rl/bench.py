@@ -257,14 +257,16 @@ def train_flops(sizes: Sizes, pruned: bool = True) -> float:
     matrix (training uses dropout on the weights, so SDPA's math path computes all of it);
     backward: twice the forward, less the input gradients of the embeddings (their inputs are
     data). LayerNorm, softmax, dropout and the optimizer are not counted. pruned: our model (the
-    newest action token dropped, the last block's feed-forward at the K state tokens only);
-    False: every token through every block, as the reference and the HF model compute it.
+    newest action token dropped; the last block's queries, output projection and feed-forward at
+    the K state tokens only); False: every token through every block, as the reference and the HF
+    model compute it.
     """
     b, k, d, f = sizes.batch_size, sizes.context_len, sizes.d_model, 4 * sizes.d_model
     n = 3 * k - 1 if pruned else 3 * k  # tokens in the blocks
 
-    def block(mlp_rows: int) -> int:
-        return 2 * 4 * n * d * d + 2 * 2 * n * n * d + 2 * 2 * mlp_rows * d * f
+    def block(rows: int) -> int:
+        """A block whose `rows` queries read the keys and values of all n tokens."""
+        return 2 * 2 * (rows + n) * d * d + 2 * 2 * rows * n * d + 2 * 2 * rows * d * f
 
     embed = 2 * k * d * (1 + sizes.state_dim + sizes.action_dim)
     blocks = (sizes.n_layers - 1) * block(n) + block(k if pruned else n)

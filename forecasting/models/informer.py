@@ -42,6 +42,7 @@ from seqlab.nn import (
     ConvTokenEmbedding,
     Decoder,
     DecoderLayer,
+    FastDropout,
     FeedForward,
     FullAttention,
     MultiHeadAttention,
@@ -100,7 +101,7 @@ class DataEmbedding(nn.Module):
         self.value = ConvTokenEmbedding(n_variates, d_model, bias=bias)
         self.position = SinusoidalPositionalEmbedding(d_model)
         self.time = TimeFeatureEmbedding(n_time_features, d_model, bias=bias) if n_time_features else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: Tensor, marks: Tensor | None) -> Tensor:
         h = self.value(x) + self.position(x)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.config import require_heads, require_positive, require_probability
-from seqlab.nn import RevIN, encoder_stack
+from seqlab.nn import FastDropout, RevIN, encoder_stack
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class ITransformer(nn.Module):
         c = config
         self.norm = RevIN(affine=False, detach_std=False) if c.use_norm else None
         self.embed = nn.Linear(c.seq_len, c.d_model)
-        self.embed_dropout = nn.Dropout(c.dropout)
+        self.embed_dropout = FastDropout(c.dropout)
         # Post-norm layers with full attention over the variate tokens, then a final LayerNorm.
         self.encoder = encoder_stack(c.n_layers, c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation)
         self.head = nn.Linear(c.d_model, c.horizon)

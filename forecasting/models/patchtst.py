@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 from torch import Tensor, nn
 
 from seqlab.config import require_heads, require_positive, require_probability
-from seqlab.nn import RevIN, SinusoidalPositionalEmbedding, encoder_stack
+from seqlab.nn import FastDropout, RevIN, SinusoidalPositionalEmbedding, encoder_stack
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ class PatchTST(nn.Module):
         self.pad = nn.ReplicationPad1d((0, c.stride))
         self.patch_embed = nn.Linear(c.patch_len, c.d_model, bias=False)
         self.position = SinusoidalPositionalEmbedding(c.d_model)
-        self.embed_dropout = nn.Dropout(c.dropout)
+        self.embed_dropout = FastDropout(c.dropout)
         # Post-norm layers over the patches of one variate, then BatchNorm (TSLib's final norm).
         self.encoder = encoder_stack(c.n_layers, c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation,
                                      norm=BatchNormOverTokens(c.d_model))
         self.head = nn.Linear(c.d_model * c.n_patches, c.horizon)
-        self.head_dropout = nn.Dropout(c.dropout)
+        self.head_dropout = FastDropout(c.dropout)
 
     def forward(self, x: Tensor, x_mark: Tensor | None = None, y_mark: Tensor | None = None) -> Tensor:
         c = self.config

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.nn import FullAttention, MultiHeadAttention, RevIN
+from seqlab.nn import FastDropout, FullAttention, MultiHeadAttention, RevIN
 from seqlab.nn.decomposition import FourierSeasonality, MultiScaleDecomposition
 
 DEFAULT_PATCH_SIZES = ((16, 12, 8, 32), (12, 8, 6, 4), (8, 6, 4, 2))
@@ -172,16 +172,22 @@ class IntraPatchAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, _, n, d = x.shape
         m, p, h = self.n_patches, self.patch_size, self.n_heads
-        query = self.queries().expand(b, m, n, d)  # (B, M, N, D)
-        patches = x.reshape(b, m, p, n, d)  # (B, M, P, N, D)
-        tokens = torch.cat([query.unsqueeze(2), patches], dim=2)  # (B, M, 1+P, N, D)
         weights, biases = self.kv()  # (2, N, D, D), (2, N, D)
-        # Keys and values through each variate's own maps: (2, B, M, N, 1+P, D).
-        kv = torch.einsum("bmtnd,wnde->wbmnte", tokens, weights) + biases[:, None, None, :, None]
-        k, v = (t.reshape(b * m * n, p + 1, h, d // h).transpose(1, 2) for t in kv)  # (B*M*N, h, 1+P, D/h)
-        q = query.reshape(b * m * n, 1, h, d // h).transpose(1, 2)  # (B*M*N, h, 1, D/h)
-        out = self.attention(q, k, v).reshape(b, m, n, d)  # heads concatenated
-        out = self.mlp(out)  # (B, M, N, D)
+        query = self.queries()  # (M, N, D), the same for every window
+        # Keys and values through each variate's own maps, the query token's once for the batch.
+        kv_query = torch.einsum("mnd,wnde->wmne", query, weights) + biases[:, None]  # (2, M, N, D)
+        patches = x.reshape(b, m, p, n, d)  # (B, M, P, N, D)
+        kv = torch.einsum("bmpnd,wnde->wbmnpe", patches, weights) + biases[:, None, None, :, None]  # (2, B, M, N, P, D)
+        split = (h, d // h)
+        q, k_query, v_query = (t.unflatten(-1, split) for t in (query, *kv_query))  # (M, N, h, D/h)
+        k, v = (t.unflatten(-1, split) for t in kv)  # (B, M, N, P, h, D/h)
+        # One query over 1 + P keys per head: elementwise products beat a batched matmul this small.
+        scale = (d // h) ** -0.5
+        own = (q * k_query).sum(-1).unsqueeze(-2).expand(b, m, n, 1, h)  # (B, M, N, 1, h)
+        scores = torch.cat([own, (q.unsqueeze(-3) * k).sum(-1)], dim=-2) * scale  # (B, M, N, 1+P, h)
+        attn = scores.softmax(dim=-2).unsqueeze(-1)  # (B, M, N, 1+P, h, 1)
+        out = attn[..., 0, :, :] * v_query + (attn[..., 1:, :, :] * v).sum(-3)  # (B, M, N, h, D/h)
+        out = self.mlp(out.flatten(-2))  # (B, M, N, D), heads concatenated
         return self.to_time(out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, N, D, M) -> (B, L, N, D)
 
 
@@ -198,9 +204,9 @@ class InterPatchAttention(nn.Module):
         width = d_model * patch_size
         self.embed = nn.Linear(width, width)
         self.position = nn.Parameter(torch.empty(self.n_patches, width).uniform_(-0.02, 0.02))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.attention = MultiHeadAttention(width, n_heads=d_model, kernel=FullAttention())
-        self.proj_dropout = nn.Dropout(proj_dropout)
+        self.proj_dropout = FastDropout(proj_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         b, length, n, d = x.shape
@@ -225,8 +231,8 @@ class PatchExpert(nn.Module):
         self.inter = InterPatchAttention(c.seq_len, patch_size, c.d_model, c.dropout, c.proj_dropout)
         self.norm_attn = nn.BatchNorm1d(c.d_model) if c.batch_norm else None
         self.norm_ffn = nn.BatchNorm1d(c.d_model) if c.batch_norm else None
-        self.dropout = nn.Dropout(c.dropout)
-        self.ffn = nn.Sequential(nn.Linear(c.d_model, c.d_ff), nn.GELU(), nn.Dropout(c.ffn_dropout),
+        self.dropout = FastDropout(c.dropout)
+        self.ffn = nn.Sequential(nn.Linear(c.d_model, c.d_ff), nn.GELU(), FastDropout(c.ffn_dropout),
                                  nn.Linear(c.d_ff, c.d_model))
 
     @staticmethod

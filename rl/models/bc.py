@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from rl.models.dims import check_dims, require_dims
 from rl.sampling import TrajectoryBatch
 from seqlab.config import require_positive, require_probability
+from seqlab.nn import FastDropout
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class BehaviorCloning(nn.Module):
         state_dim, action_dim = require_dims(c)
         layers: list[nn.Module] = [nn.Linear(c.context_len * state_dim + int(c.condition_on_return), c.d_model)]
         for _ in range(c.n_layers - 1):
-            layers += [nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.d_model, c.d_model)]
-        layers += [nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.d_model, action_dim), nn.Tanh()]
+            layers += [nn.ReLU(), FastDropout(c.dropout), nn.Linear(c.d_model, c.d_model)]
+        layers += [nn.ReLU(), FastDropout(c.dropout), nn.Linear(c.d_model, action_dim), nn.Tanh()]
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, batch: TrajectoryBatch) -> Tensor:

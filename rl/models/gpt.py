@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -33,7 +33,15 @@ from torch import Tensor, nn
 from rl.models.dims import check_dims, require_dims
 from rl.sampling import TrajectoryBatch
 from seqlab.config import require_heads, require_positive, require_probability
-from seqlab.nn import AttentionMask, Encoder, EncoderLayer, FullAttention, MultiHeadAttention, TimestepEmbedding
+from seqlab.nn import (
+    AttentionMask,
+    Encoder,
+    EncoderLayer,
+    FastDropout,
+    FullAttention,
+    MultiHeadAttention,
+    TimestepEmbedding,
+)
 from seqlab.nn import activation as make_activation
 from seqlab.nn.attention import KVCache
 
@@ -97,15 +105,16 @@ class TrajectoryGPT(nn.Module):
                  attention_dropout: float, activation: str, max_ep_len: int) -> None:
         super().__init__()
         self.max_ep_len = max_ep_len
+        self.query_subset = attention_dropout > 0  # see _last_block
         self.timestep = TimestepEmbedding(max_ep_len, d_model)
         self.embed_norm = nn.LayerNorm(d_model)
-        self.embed_dropout = nn.Dropout(dropout)
+        self.embed_dropout = FastDropout(dropout)
         layers = [
             EncoderLayer(
                 MultiHeadAttention(d_model, n_heads, FullAttention(dropout=attention_dropout)),
                 # GPT-2's MLP: no dropout between the two linear maps, unlike seqlab's FeedForward.
                 nn.Sequential(nn.Linear(d_model, d_ff), make_activation(activation), nn.Linear(d_ff, d_model),
-                              nn.Dropout(dropout)),
+                              FastDropout(dropout)),
                 d_model,
                 dropout=dropout,
                 norm_first=True,
@@ -152,19 +161,23 @@ class TrajectoryGPT(nn.Module):
             x = layer(x, mask=mask, cache=layer_cache)
         return self.blocks.norm(self._last_block(layers[-1], x, mask, outputs, caches[-1]))
 
-    @staticmethod
-    def _last_block(layer: EncoderLayer, x: Tensor, mask: AttentionMask, outputs: slice,
+    def _last_block(self, layer: EncoderLayer, x: Tensor, mask: AttentionMask, outputs: slice,
                     cache: KVCache | None) -> Tensor:
         """The pre-norm `EncoderLayer` computed at `outputs` only: (B, L, D) -> (B, L', D).
 
-        Its keys and values still come from every token; only the newest token (`LAST`) also saves
-        the other queries, since it sees every key and needs no causal mask.
+        Its keys and values still come from every token. The newest token (`LAST`) sees every key
+        and needs no causal mask. Other outputs query only their own positions when the attention
+        weights are materialized anyway (dropout on them); otherwise the causal pass runs over all
+        queries, so that long chains keep the fused kernel, which builds no (L', L) mask.
         """
         h = layer.norm1(x)  # (B, L, D)
         if outputs == LAST:
             attended = layer.attention(h[:, -1:], h, h, mask=AttentionMask(key_padding=mask.key_padding), cache=cache)
-        else:
+        elif not self.query_subset:
             attended = layer.attention(h, mask=mask, cache=cache)[:, outputs]
+        else:
+            positions = torch.arange(h.shape[1], device=h.device)[outputs]  # (L',)
+            attended = layer.attention(h[:, outputs], h, h, mask=replace(mask, query_positions=positions), cache=cache)
         x = x[:, outputs] + layer.dropout(attended)  # (B, L', D)
         return x + layer.feed_forward(layer.norm2(x))
 

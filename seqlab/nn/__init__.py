@@ -9,6 +9,7 @@ from seqlab.nn.attention import (
     ProbSparseAttention,
 )
 from seqlab.nn.blocks import Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, activation, encoder_stack
+from seqlab.nn.dropout import FastDropout
 from seqlab.nn.embeddings import (
     ConvTokenEmbedding,
     LearnedPositionalEmbedding,
@@ -31,6 +32,7 @@ __all__ = [
     "Encoder",
     "EncoderLayer",
     "FactorizedAttention",
+    "FastDropout",
     "FeedForward",
     "FullAttention",
     "InstanceStats",

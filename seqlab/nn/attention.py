@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqlab.nn.dropout import dropout
+
 
 @dataclass(frozen=True)
 class AttentionMask:
@@ -34,11 +36,14 @@ class AttentionMask:
     key_padding: (B, Lk) bool, True where the key is padding and must be ignored.
     causal_offset: how many keys precede the first query, i.e. the cached keys of incremental
         decoding (`MultiHeadAttention` sets it from its `KVCache`).
+    query_positions: (Lq,) long, where each query sits among the (uncached) tokens when only some
+        positions are queried (a causal pass read at a few tokens); None: query i sits at i.
     """
 
     causal: bool = False
     key_padding: Tensor | None = None
     causal_offset: int = 0
+    query_positions: Tensor | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -48,7 +53,8 @@ class AttentionMask:
         """Boolean (B or 1, 1, Lq, Lk) tensor, True where attention is allowed; None if all is."""
         allowed = None
         if self.causal:
-            allowed = torch.ones(lq, lk, dtype=torch.bool, device=device).tril(self.causal_offset)[None, None]
+            rows = torch.arange(lq, device=device) if self.query_positions is None else self.query_positions.to(device)
+            allowed = (torch.arange(lk, device=device) <= rows[:, None] + self.causal_offset)[None, None]
         if self.key_padding is not None:
             keys = ~self.key_padding.to(device=device, dtype=torch.bool)[:, None, None, :]
             allowed = keys if allowed is None else allowed & keys
@@ -71,9 +77,11 @@ class FullAttention(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
         dropout_p = self.dropout if self.training else 0.0
+        if dropout_p and q.device.type == "cpu":
+            return self._with_weight_dropout(q, k, v, mask, dropout_p)
         if mask.key_padding is None:
-            if mask.causal and mask.causal_offset:
-                # Incremental decoding: the new queries sit after `causal_offset` cached keys.
+            if mask.causal and (mask.causal_offset or mask.query_positions is not None):
+                # Incremental decoding (queries after cached keys) or a subset of queries.
                 allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)
                 return F.scaled_dot_product_attention(
                     q, k, v, attn_mask=allowed, dropout_p=dropout_p, scale=self.scale
@@ -91,6 +99,18 @@ class FullAttention(nn.Module):
             q, k, v, attn_mask=allowed | empty_rows, dropout_p=dropout_p, scale=self.scale
         )
         return out.masked_fill(empty_rows, 0.0)
+
+    def _with_weight_dropout(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, p: float) -> Tensor:
+        """The same attention, written out so that the weights get `seqlab.nn.dropout`'s fast CPU
+        mask: with dropout, torch's CPU SDPA takes this unfused path anyway, drawing with bernoulli_."""
+        scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
+        scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, Lq, Lk)
+        allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)
+        if allowed is None:
+            return dropout(scores.softmax(dim=-1), p) @ v
+        empty_rows = ~allowed.any(dim=-1, keepdim=True)  # as in forward: see all keys, output zeros
+        weights = scores.masked_fill(~(allowed | empty_rows), float("-inf")).softmax(dim=-1)
+        return (dropout(weights, p) @ v).masked_fill(empty_rows, 0.0)
 
 
 class ProbSparseAttention(nn.Module):

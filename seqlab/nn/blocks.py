@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from seqlab.nn.dropout import FastDropout
 from seqlab.nn.attention import NO_MASK, AttentionMask, FullAttention, KVCache, MultiHeadAttention
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "elu": nn.ELU}
@@ -38,9 +39,9 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(d_model, d_ff),
             activation(act),
-            nn.Dropout(dropout),
+            FastDropout(dropout),
             nn.Linear(d_ff, d_model),
-            nn.Dropout(dropout),
+            FastDropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -63,7 +64,7 @@ class EncoderLayer(nn.Module):
         self.feed_forward = feed_forward
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.norm_first = norm_first
 
     def forward(self, x: Tensor, mask: AttentionMask = NO_MASK, cache: KVCache | None = None) -> Tensor:
@@ -97,7 +98,7 @@ class DecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.norm_first = norm_first
 
     def forward(

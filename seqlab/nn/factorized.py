@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqlab.nn.dropout import FastDropout
 from seqlab.nn.attention import NO_MASK, AttentionMask
 from seqlab.nn.rotary import RotaryEmbedding
 
@@ -76,7 +77,7 @@ class LowRankKernel(nn.Module):
 
     def __init__(self, dropout: float = 0.0, scale: float = 1.0) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.scale = scale
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 
 import pytest
 import torch
@@ -140,8 +141,12 @@ def test_main_end_to_end_in_fresh_processes(tmp_path):
 def test_peak_growth_sees_a_step_below_an_earlier_peak():
     from seqlab.bench import peak_growth_mb
 
-    # Above glibc's largest mmap threshold (32 MiB), blocks are mapped fresh and unmapped on free.
-    big = torch.ones(96 * 2**20 // 4)  # an earlier, higher peak (96 MiB) ...
-    del big
-    grown = peak_growth_mb(lambda: torch.ones(48 * 2**20 // 4).add_(1))  # ... must not hide a 48 MiB step
+    # Anonymous maps, touched page by page: fresh memory whatever malloc has cached from other tests.
+    def touch(mib: int) -> None:
+        with mmap.mmap(-1, mib * 2**20) as block:
+            for page in range(0, len(block), mmap.PAGESIZE):
+                block[page] = 1
+
+    touch(96)  # an earlier, higher peak (96 MiB) ...
+    grown = peak_growth_mb(lambda: touch(48))  # ... must not hide a 48 MiB step
     assert 40 < grown < 96

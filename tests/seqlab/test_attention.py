@@ -66,6 +66,41 @@ def test_attention_dropout_only_in_training():
     assert not torch.allclose(kernel(q, k, v), naive_attention(q, k, v))
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_weight_dropout_path_is_the_same_attention(monkeypatch, causal, padded):
+    """Training with dropout takes the written-out path; with the mask drawn as all-ones it must be
+    exactly the masked attention (empty rows zero), and its dropout must hit the weights."""
+    q, k, v = qkv()
+    padding = torch.tensor([[False, False, False, True, True], [True, False, False, False, False]])
+    mask = AttentionMask(causal=causal, key_padding=padding if padded else None)
+    allowed = mask.allowed(5, 5, q.device)
+    kernel = FullAttention(dropout=0.3).train()
+    seen = []
+
+    def identity(x, p, training=True):
+        seen.append((x.shape, p))
+        return x
+
+    monkeypatch.setattr("seqlab.nn.attention.dropout", identity)
+    torch.testing.assert_close(kernel(q, k, v, mask), naive_attention(q, k, v, allowed))
+    assert seen == [((2, 3, 5, 5), 0.3)]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_query_positions_equal_the_full_causal_pass_read_there(monkeypatch, dropout):
+    """Queries at a subset of positions see what those positions see in a full causal pass (the
+    dropout path with its draw replaced by the identity, so both paths compare exactly)."""
+    monkeypatch.setattr("seqlab.nn.attention.dropout", lambda x, p, training=True: x)
+    q, k, v = qkv(lq=7, lk=7)
+    padding = torch.tensor([[True, True, False, False, False, False, False], [False] * 7])
+    positions = torch.tensor([0, 1, 4, 6])  # sample 0's first two rows see only padding: zeros
+    full = FullAttention()(q, k, v, AttentionMask(causal=True, key_padding=padding))
+    subset = AttentionMask(causal=True, key_padding=padding, query_positions=positions)
+    out = FullAttention(dropout=dropout).train()(q[:, :, positions], k, v, subset)
+    torch.testing.assert_close(out, full[:, :, positions])
+
+
 def test_multi_head_attention_matches_explicit_projections():
     torch.manual_seed(0)
     mha = MultiHeadAttention(d_model=12, n_heads=3).eval()
