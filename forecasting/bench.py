@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
+from forecasting.peers import PEER_STEPS
 from seqlab.bench import git_commit, in_fresh_process, machine, peak_rss_mb, split_done
 
 # Published results at look-back 96 (MSE, MAE), as collected in ../shared/research/forecasting.md
@@ -418,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the race against neuralforecast (skipped anyway when it is not installed)")
     parser.add_argument("--peers-only", action="store_true",
                         help="keep the runs and probes of the existing report (its .json) and redo only the race")
+    parser.add_argument("--peer-models", nargs="+", default=list(PEER_STEPS), choices=list(PEER_STEPS),
+                        help="models raced against neuralforecast (with --peers-only, the others keep their rows)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads per run (default one per core; 1 when another job shares the machine)")
     parser.add_argument("--resume", action="store_true",
@@ -429,12 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "seqlab bench forecasting " + " ".join(argv or [])
     cases = [Case(m, d, h, s, p, args.threads) for m in args.models for d in _datasets(args, m)
              for h in _horizons(args, d) for p in args.precisions for s in args.seeds]
-    rows, probes = [], []
+    rows, probes, peers = [], [], []
     if args.resume and args.out.with_suffix(".json").exists():
         rows, cases = split_done(cases, json.loads(args.out.with_suffix(".json").read_text())["runs"])
     if args.peers_only:
         previous = json.loads(args.out.with_suffix(".json").read_text())
         rows, probes, cases = previous["runs"], previous["step_probes"], []
+        peers = [p for p in previous.get("peers", []) if p["model"] not in args.peer_models]
         command = previous.get("command", command)
     for i, case in enumerate(cases, 1):
         row = in_fresh_process(run_case, case, args.data_dir)
@@ -447,12 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions:
             for compiled in (False, True):
                 probes.append(in_fresh_process(step_time_probe, precision, compiled))
-    write_report(rows, probes, command, args.out)  # a report even if the peer race fails below
-    peers = []
+    write_report(rows, probes, command, args.out, peers)  # a report even if the peer race fails below
     if not args.no_peers and importlib.util.find_spec("neuralforecast") is not None:
         from forecasting.peers import default_cases, run_peer_case
 
-        for case in default_cases():
+        for case in default_cases(models=tuple(args.peer_models)):
             try:
                 row = in_fresh_process(run_peer_case, case, args.data_dir)
             except Exception as exc:  # a peer's failure (e.g. bf16 unsupported) must not lose the report

@@ -38,11 +38,16 @@ SEQLAB_OVERRIDES = {
 }
 
 
-def default_cases(seed: int = 2023) -> list[PeerCase]:
-    """iTransformer for two epochs' steps (enough to compare accuracy); Informer, whose d_model=512
-    steps take seconds on CPU, for 50 steps: a speed comparison only."""
+PEER_STEPS = {"itransformer": 528, "informer": 50}
+"""iTransformer for two epochs' steps (enough to compare accuracy); Informer, whose d_model=512
+steps take seconds on CPU, for 50 steps: a speed comparison only."""
+
+
+def default_cases(seed: int = 2023, models: tuple[str, ...] = tuple(PEER_STEPS)) -> list[PeerCase]:
+    """Both libraries, fp32 and bf16, for each of `models` at its PEER_STEPS."""
     cases = []
-    for model, steps in (("itransformer", 528), ("informer", 50)):
+    for model in models:
+        steps = PEER_STEPS[model]
         for library in ("seqlab", "neuralforecast"):
             for precision in ("fp32", "bf16"):
                 cases.append(PeerCase(library, model, steps, precision, seed))

@@ -197,7 +197,9 @@ def action_loss(predict: Any, model: Any, batch: Any) -> Any:
 
 def train_speed(probe: TrainProbe) -> dict[str, Any]:
     """Time `probe.repeats` x `probe.steps` training steps (forward, loss, backward, clipping to
-    0.25, AdamW lr 1e-4 / wd 1e-4) after `probe.warmup` steps; batches are made beforehand."""
+    0.25, AdamW lr 1e-4 / wd 1e-4) after `probe.warmup` steps; batches are made beforehand. The
+    optimizer is torch's fused AdamW on both sides: what seqlab's Trainer and transformers' Trainer
+    (its default for torch >= 2.8) build."""
     import torch
 
     from seqlab.train.runtime import autocast
@@ -206,7 +208,7 @@ def train_speed(probe: TrainProbe) -> dict[str, Any]:
     torch.manual_seed(0)
     model, predict = (_seqlab_dt if probe.library == "seqlab" else _hf_dt)(probe.sizes)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)
     batches = synthetic_batches(probe.sizes)
     cpu = torch.device("cpu")
     load = os.getloadavg()[0]

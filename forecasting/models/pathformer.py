@@ -20,7 +20,9 @@ WeightGenerator), `utils/Other.py` (SparseDispatcher, FourierLayer, series_decom
 
 Deviations:
 - The reference's Python loop over patches (intra-patch attention, one Linear per patch) is one
-  batched computation here (tested equal to the loop).
+  batched computation here (tested equal to the loop). Its single query per patch attends by
+  elementwise products over the 1 + P keys (a fused attention kernel is slower at this size), and
+  the query token's keys and values, the same for every window, are computed once per batch.
 - Experts run on the windows routed to them, as the reference's SparseDispatcher does, but the
   combine log(sum_i g_i exp(y_i)) is computed as a stable log-sum-exp. It equals the reference
   wherever the reference's exp neither overflows (inf) nor underflows to exactly 0 (where it

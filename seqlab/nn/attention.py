@@ -77,8 +77,8 @@ class FullAttention(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask = NO_MASK) -> Tensor:
         dropout_p = self.dropout if self.training else 0.0
-        if dropout_p and q.device.type == "cpu":
-            return self._with_weight_dropout(q, k, v, mask, dropout_p)
+        if q.device.type == "cpu" and (dropout_p or _bf16_scores_fit(q, k)):
+            return self._written_out(q, k, v, mask, dropout_p)
         if mask.key_padding is None:
             if mask.causal and (mask.causal_offset or mask.query_positions is not None):
                 # Incremental decoding (queries after cached keys) or a subset of queries.
@@ -100,17 +100,30 @@ class FullAttention(nn.Module):
         )
         return out.masked_fill(empty_rows, 0.0)
 
-    def _with_weight_dropout(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, p: float) -> Tensor:
-        """The same attention, written out so that the weights get `seqlab.nn.dropout`'s fast CPU
-        mask: with dropout, torch's CPU SDPA takes this unfused path anyway, drawing with bernoulli_."""
+    def _written_out(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, p: float) -> Tensor:
+        """The same attention as explicit matmuls, softmax in fp32, for CPU. With dropout, torch's
+        SDPA takes such an unfused path anyway but draws the mask with bernoulli_ (see
+        `seqlab.nn.dropout`); with bf16 inputs it is faster than the fused kernels (`_bf16_scores_fit`)."""
         scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
-        scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, Lq, Lk)
+        scores = (q @ k.transpose(-2, -1)).float() * scale  # (B, H, Lq, Lk)
         allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)
         if allowed is None:
-            return dropout(scores.softmax(dim=-1), p) @ v
+            return dropout(scores.softmax(dim=-1), p).to(v.dtype) @ v
         empty_rows = ~allowed.any(dim=-1, keepdim=True)  # as in forward: see all keys, output zeros
         weights = scores.masked_fill(~(allowed | empty_rows), float("-inf")).softmax(dim=-1)
-        return (dropout(weights, p) @ v).masked_fill(empty_rows, 0.0)
+        return (dropout(weights, p).to(v.dtype) @ v).masked_fill(empty_rows, 0.0)
+
+
+WRITTEN_OUT_MAX_SCORES = 2**25
+"""Largest score matrix (B*H*Lq*Lk elements, 128 MiB in fp32) that bf16 CPU attention writes out."""
+
+
+def _bf16_scores_fit(q: Tensor, k: Tensor) -> bool:
+    """Whether bf16 attention on CPU should skip torch's fused SDPA kernels: they ran 1.5-2.5x slower
+    (forward + backward, one thread here) than explicit bf16 matmuls at every size measured, from
+    Pathformer's (3584, 48, 2) to (8, 512, 64) per (B*H, L, E); past WRITTEN_OUT_MAX_SCORES the
+    fused kernel's memory saving (no (Lq, Lk) matrix) matters more."""
+    return q.dtype == torch.bfloat16 and q.shape[:-1].numel() * k.shape[-2] <= WRITTEN_OUT_MAX_SCORES
 
 
 class ProbSparseAttention(nn.Module):

@@ -92,3 +92,31 @@ def test_resume_keeps_finished_runs_and_skips_datasets_without_a_preset(tmp_path
     assert "itransformer: no reference preset for ILI" in capsys.readouterr().out
     runs = json.loads(out.with_suffix(".json").read_text())["runs"]
     assert [r["mse"] for r in runs] == [0.123, 0.5]
+
+
+def test_peers_only_reraces_the_named_models_and_keeps_the_others(tmp_path, monkeypatch):
+    import json
+
+    from forecasting import bench
+
+    def peer(model, library, precision, mse):
+        return {"model": model, "library": library, "precision": precision, "steps": 5, "test_mse": mse,
+                "test_mae": mse, "train_windows_per_s": 100.0, "test_windows_per_s": 100.0, "peak_rss_mb": 1.0}
+
+    raced = []
+
+    def fake_fresh_process(fn, case, data_dir):
+        raced.append((case.library, case.model, case.precision))
+        return peer(case.model, case.library, case.precision, 0.5)
+
+    monkeypatch.setattr(bench, "in_fresh_process", fake_fresh_process)
+    find_spec = bench.importlib.util.find_spec
+    monkeypatch.setattr(bench.importlib.util, "find_spec",  # neuralforecast as if installed
+                        lambda name, *a: object() if name == "neuralforecast" else find_spec(name, *a))
+    out = tmp_path / "forecasting.md"
+    earlier = [peer("informer", "seqlab", "fp32", 0.9), peer("itransformer", "seqlab", "fp32", 0.1)]
+    out.with_suffix(".json").write_text(json.dumps({"command": "x", "runs": [], "step_probes": [], "peers": earlier}))
+    bench.main(["--peers-only", "--peer-models", "itransformer", "--out", str(out)])
+    assert {model for _, model, _ in raced} == {"itransformer"} and len(raced) == 4
+    peers = json.loads(out.with_suffix(".json").read_text())["peers"]
+    assert [(p["model"], p["test_mse"]) for p in peers] == [("informer", 0.9)] + [("itransformer", 0.5)] * 4

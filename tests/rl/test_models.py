@@ -98,6 +98,21 @@ def test_actions_depend_on_the_past_and_present_only(model_cls):
         assert not torch.allclose(changed[:, t], before[:, t])
 
 
+@pytest.mark.parametrize("attention_dropout", [0.0, 0.1])
+def test_reading_only_the_state_tokens_equals_the_full_pass_read_there(attention_dropout):
+    """The last block computed at the read outputs only (with attention dropout: their queries only)
+    gives the hidden states of a full pass over every token, padding included."""
+    model = tiny(DecisionTransformer, attention_dropout=attention_dropout)
+    assert model.gpt.query_subset == (attention_dropout > 0)
+    batch = random_batch()
+    padding = torch.zeros(2, K, dtype=torch.bool)
+    padding[0, :2] = True
+    tokens, token_padding = model._tokens(batch._replace(padding=padding))
+    outputs = slice(model.state_token, None, model.tokens_per_step)
+    full = model.gpt(tokens, token_padding)
+    torch.testing.assert_close(model.gpt(tokens, token_padding, outputs=outputs), full[:, outputs])
+
+
 @pytest.mark.parametrize("model_cls", [DecisionTransformer, AgenticTransformer])
 def test_left_and_right_padded_windows_give_the_same_actions_for_real_steps(model_cls):
     model = tiny(model_cls)

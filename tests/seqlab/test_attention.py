@@ -101,6 +101,24 @@ def test_query_positions_equal_the_full_causal_pass_read_there(monkeypatch, drop
     torch.testing.assert_close(out, full[:, :, positions])
 
 
+def test_bf16_on_cpu_is_written_out_up_to_the_score_limit_and_fused_beyond(monkeypatch):
+    q, k, v = (t.bfloat16() for t in qkv(lq=6, lk=6))
+    padding = torch.tensor([[True, False, False, False, False, False], [False] * 6])
+    mask = AttentionMask(causal=True, key_padding=padding)
+    expected = naive_attention(*(t.float() for t in (q, k, v)), mask.allowed(6, 6, q.device))
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.append(1) or sdpa(*a, **kw))
+    written_out = FullAttention()(q, k, v, mask)
+    assert not calls and written_out.dtype == torch.bfloat16
+    monkeypatch.setattr("seqlab.nn.attention.WRITTEN_OUT_MAX_SCORES", 2 * 3 * 6 * 6 - 1)
+    fused = FullAttention()(q, k, v, mask)
+    assert calls == [1]
+    for out in (written_out, fused):
+        torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+
+
 def test_multi_head_attention_matches_explicit_projections():
     torch.manual_seed(0)
     mha = MultiHeadAttention(d_model=12, n_heads=3).eval()
