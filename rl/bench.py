@@ -481,7 +481,7 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
             "",
             f"Model: {_describe_sizes(Sizes(**train[0]['sizes']))}; synthetic batches (a quarter of the rows "
             "left-padded to half length); one "
-            "step = forward, masked action MSE, backward, clipping to 0.25, AdamW (lr 1e-4, wd 1e-4). "
+            "step = forward, masked action MSE, backward, clipping to 0.25, fused AdamW (lr 1e-4, wd 1e-4; the default of both libraries' trainers). "
             f"Median of {train[0]['repeats']} repeats of {train[0]['steps']} steps after warm-up. CPU ms is the "
             "process's CPU time per step, less sensitive to other processes than wall time.",
             "",
@@ -512,7 +512,8 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
             "Matmul FLOPs counted analytically (`rl.bench.train_flops`: 2 per multiply-add; every Linear, and "
             "QKᵀ and AV over the whole score matrix; backward = 2 × forward less the embeddings' input "
             "gradients; LayerNorm, softmax, dropout and AdamW not counted). Our model skips the newest action "
-            "token and runs the last block's feed-forward at the state tokens only, so it does fewer FLOPs "
+            "token and runs the last block's queries, output projection and feed-forward at the state tokens "
+            "only, so it does fewer FLOPs "
             "than the HF model for the same result (the count matches `torch.utils.flop_counter` exactly for "
             "ours; HF also runs two heads it never trains, < 0.1%). Reference: a plain `torch.matmul` of the "
             "step's largest matmul (B·3K × D) @ (D × 4D), same threads. Rates per second of process CPU time "
@@ -575,11 +576,12 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
             "### Reading the numbers",
             "",
             "- Training: both implementations spend most of a step in the same matmuls (see the FLOP table), so "
-            "what separates them is mainly the work ours skips: the newest action token and the last block's "
-            f"feed-forward at non-state tokens ({saved:.0%} of the matmul FLOPs at the paper config; "
-            "`rl/models/gpt.py`). Next come dropout's random masks (torch's CPU `bernoulli_`) and attention "
-            "masking, which cost both the same. torch.compile made our step slower on this CPU (fp32 and bf16), "
-            "so it is not used.",
+            "what separates them is the work ours skips: the newest action token and the last block's "
+            f"queries and feed-forward at non-state tokens ({saved:.0%} of the matmul FLOPs at the paper config; "
+            "`rl/models/gpt.py`); then the CPU fast paths of `seqlab.nn` (docs/concepts/training.md): dropout "
+            "masks drawn with `rand` instead of `bernoulli_` (dropout was 14% of our step), and in bf16 "
+            "attention as explicit bf16 matmuls where torch's fused SDPA kernel is slower on this CPU. "
+            "torch.compile made our step slower on this CPU (fp32 and bf16), so it is not used.",
             "- Evaluation: per env-step both evaluators run a forward pass over the whole K-step window; the "
             "batched one asks for the newest action only (29% fewer matmul FLOPs at the paper config) and "
             "spreads Python and small-matmul overhead over N envs. In fp32 its step already runs near the plain "
