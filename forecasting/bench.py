@@ -397,7 +397,7 @@ def write_report(rows: list[dict], probes: list[dict], command: str, path: Path,
             "",
             *report_lines(list(peers)),
         ]
-    lines += ["", "Raw results: `forecasting.json` beside this file.", ""]
+    lines += ["", f"Raw results: `{path.with_suffix('.json').name}` beside this file.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     path.with_suffix(".json").write_text(
