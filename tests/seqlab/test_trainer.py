@@ -348,3 +348,10 @@ def test_fp16_autocast_with_gradient_scaling_trains_on_cpu(tmp_path):
     result = trainer.fit(regression_data(), regression_data(32, seed=1))
     assert trainer.scaler.is_enabled()
     assert result.history[-1]["val/loss"] < result.history[0]["val/loss"]
+
+
+@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_cpu_optimizers_are_torchs_fused_kernels(tmp_path, name, cls):
+    """torch's CPU default loops over the tensors in Python; the fused kernel is ~4x faster per step."""
+    optimizer = Trainer(make_model(), LossTask(mse_loss), config(optimizer=name), tmp_path)._build_optimizer()
+    assert isinstance(optimizer, cls) and optimizer.defaults["fused"] is True
