@@ -163,7 +163,6 @@ class IntraPatchAttention(nn.Module):
         self.query_weight = nn.Parameter(torch.empty(m, 16, d_model).uniform_(-bound, bound))
         self.query_bias = nn.Parameter(torch.empty(m, 1, d_model).uniform_(-bound, bound))
         self.kv = NodeWeights(n_variates, d_model, d_model, n_maps=2)
-        self.attention = FullAttention()
         self.mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
         self.to_time = nn.Linear(m, m * patch_size)
 
