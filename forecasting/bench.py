@@ -434,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
              for h in _horizons(args, d) for p in args.precisions for s in args.seeds]
     rows, probes, peers = [], [], []
     if args.resume and args.out.with_suffix(".json").exists():
-        rows, cases = split_done(cases, json.loads(args.out.with_suffix(".json").read_text())["runs"])
+        previous = json.loads(args.out.with_suffix(".json").read_text())
+        rows, cases = split_done(cases, previous["runs"])
+        # What this invocation will not redo stays in the report.
+        probes = previous["step_probes"] if args.no_compile_probe else []
+        peers = previous.get("peers", []) if args.no_peers else []
     if args.peers_only:
         previous = json.loads(args.out.with_suffix(".json").read_text())
         rows, probes, cases = previous["runs"], previous["step_probes"], []

@@ -85,13 +85,19 @@ def test_resume_keeps_finished_runs_and_skips_datasets_without_a_preset(tmp_path
     monkeypatch.setattr(bench, "in_fresh_process", fake_fresh_process)
     out = tmp_path / "forecasting.md"
     earlier = {**row("bf16", 2023, 0.123, 0.4), "horizon": 96, "threads": 1}
-    out.with_suffix(".json").write_text(json.dumps({"command": "x", "runs": [earlier], "step_probes": []}))
+    probe = {"precision": "bf16", "compile": False, "ms_per_step": 20.0, "warmup_seconds": 0.1}
+    raced = {"model": "itransformer", "library": "neuralforecast", "precision": "fp32", "steps": 5, "test_mse": 0.4,
+             "test_mae": 0.4, "train_windows_per_s": 100.0, "test_windows_per_s": 100.0, "peak_rss_mb": 1.0}
+    out.with_suffix(".json").write_text(json.dumps({"command": "x", "runs": [earlier], "step_probes": [probe],
+                                                    "peers": [raced]}))
     bench.main(["--datasets", "ETTh1", "ILI", "--horizons", "96", "--seeds", "2023", "2024", "--precisions", "bf16",
                 "--threads", "1", "--no-peers", "--no-compile-probe", "--resume", "--out", str(out)])
     assert [(c.dataset, c.seed) for c in ran] == [("ETTh1", 2024)]
     assert "itransformer: no reference preset for ILI" in capsys.readouterr().out
-    runs = json.loads(out.with_suffix(".json").read_text())["runs"]
-    assert [r["mse"] for r in runs] == [0.123, 0.5]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [r["mse"] for r in report["runs"]] == [0.123, 0.5]
+    # neither probed nor raced this time: the earlier probe and race stay in the report
+    assert report["step_probes"] == [probe] and report["peers"] == [raced]
 
 
 def test_peers_only_reraces_the_named_models_and_keeps_the_others(tmp_path, monkeypatch):
