@@ -5,6 +5,8 @@ same number of optimizer steps with the same windows per step, learning rate and
 schedule, without early stopping, and are tested on every test window. Each case runs in a fresh
 process (see `bench.py`) so peak memory is per run.
 
+Both iTransformers attend over the 7 variate tokens only: neuralforecast's takes calendar
+features only as exogenous columns, so seqlab's timeF tokens (its default) are switched off.
 What cannot be identical is stated in the report: neuralforecast's Informer is the
 Time-Series-Library port applied to each series separately (univariate), without calendar
 features. Its throughput is counted in N-variate windows (N univariate windows make one), the
@@ -32,7 +34,10 @@ class PeerCase:
 
 # Hyper-parameters of the official ETTh1 scripts (forecasting/configs), in each library's names.
 SEQLAB_OVERRIDES = {
-    "itransformer": {"model": {"d_model": 256, "d_ff": 256, "n_layers": 2, "n_heads": 8, "dropout": 0.1}},
+    # neuralforecast's iTransformer has no calendar tokens (it takes no exogenous columns here): the
+    # same 7 variate tokens on both sides, where seqlab's default appends 4 timeF tokens.
+    "itransformer": {"model": {"d_model": 256, "d_ff": 256, "n_layers": 2, "n_heads": 8, "dropout": 0.1,
+                               "use_time_tokens": False}},
     "informer": {"model": {"d_model": 512, "d_ff": 2048, "n_layers": 2, "n_decoder_layers": 1, "n_heads": 8,
                            "factor": 3, "dropout": 0.1, "label_len": 48}},
 }

@@ -21,6 +21,8 @@ Deviations:
   default initialization distribution.
 - Attention runs through `scaled_dot_product_attention` (same math, fused kernel).
 - `output_attention` is not offered (it is broken in the reference's experiment code).
+- Speed-up: the last layer and the head run at the N variate tokens only (the reference computes
+  the time tokens' outputs there and discards them); keys and values still come from every token.
 """
 
 from __future__ import annotations
@@ -86,8 +88,8 @@ class ITransformer(nn.Module):
         if self.config.use_time_tokens and x_mark is not None:
             tokens = torch.cat([tokens, x_mark.transpose(1, 2).to(tokens.dtype)], dim=1)  # (B, N + k, L)
         h = self.embed_dropout(self.embed(tokens))  # (B, N + k, D)
-        h = self.encoder(h)  # (B, N + k, D)
-        y = self.head(h)[:, :n_variates].transpose(1, 2)  # (B, H, N)
+        h = self.encoder(h, outputs=slice(0, n_variates))  # (B, N, D): the time tokens' outputs go unread
+        y = self.head(h).transpose(1, 2)  # (B, H, N)
         if self.norm is not None:
             y = self.norm.denormalize(y, stats)
         return y

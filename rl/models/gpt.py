@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -170,15 +170,12 @@ class TrajectoryGPT(nn.Module):
         weights are materialized anyway (dropout on them); otherwise the causal pass runs over all
         queries, so that long chains keep the fused kernel, which builds no (L', L) mask.
         """
-        h = layer.norm1(x)  # (B, L, D)
         if outputs == LAST:
-            attended = layer.attention(h[:, -1:], h, h, mask=AttentionMask(key_padding=mask.key_padding), cache=cache)
-        elif not self.query_subset:
-            attended = layer.attention(h, mask=mask, cache=cache)[:, outputs]
-        else:
-            positions = torch.arange(h.shape[1], device=h.device)[outputs]  # (L',)
-            attended = layer.attention(h[:, outputs], h, h, mask=replace(mask, query_positions=positions), cache=cache)
-        x = x[:, outputs] + layer.dropout(attended)  # (B, L', D)
+            return layer(x, mask=AttentionMask(key_padding=mask.key_padding), cache=cache, outputs=LAST)
+        if self.query_subset:
+            return layer(x, mask=mask, cache=cache, outputs=outputs)
+        h = layer.norm1(x)  # (B, L, D)
+        x = x[:, outputs] + layer.dropout(layer.attention(h, mask=mask, cache=cache)[:, outputs])  # (B, L', D)
         return x + layer.feed_forward(layer.norm2(x))
 
     def new_cache(self, max_tokens: int) -> list[KVCache]:

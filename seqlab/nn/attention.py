@@ -103,15 +103,32 @@ class FullAttention(nn.Module):
     def _written_out(self, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, p: float) -> Tensor:
         """The same attention as explicit matmuls, softmax in fp32, for CPU. With dropout, torch's
         SDPA takes such an unfused path anyway but draws the mask with bernoulli_ (see
-        `seqlab.nn.dropout`); with bf16 inputs it is faster than the fused kernels (`_bf16_scores_fit`)."""
+        `seqlab.nn.dropout`); with bf16 inputs it is faster than the fused kernels (`_bf16_scores_fit`).
+        Fewer than SHORT_SOFTMAX keys: the scores are laid out (Lk, Lq) and normalized along the
+        strided axis, because torch's CPU softmax over a last axis shorter than one vector register
+        runs scalar code (4-5x slower forward + backward at Lk = 11, iTransformer's ETTh1 tokens)."""
         scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
-        scores = (q @ k.transpose(-2, -1)).float() * scale  # (B, H, Lq, Lk)
-        allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)
-        if allowed is None:
-            return dropout(scores.softmax(dim=-1), p).to(v.dtype) @ v
-        empty_rows = ~allowed.any(dim=-1, keepdim=True)  # as in forward: see all keys, output zeros
-        weights = scores.masked_fill(~(allowed | empty_rows), float("-inf")).softmax(dim=-1)
-        return (dropout(weights, p).to(v.dtype) @ v).masked_fill(empty_rows, 0.0)
+        allowed = mask.allowed(q.shape[-2], k.shape[-2], q.device)  # (B, 1, Lq, Lk) or None
+        if allowed is not None:
+            empty_rows = ~allowed.any(dim=-1, keepdim=True)  # as in forward: see all keys, output zeros
+            allowed = allowed | empty_rows
+        keys_last = k.shape[-2] >= SHORT_SOFTMAX
+        if keys_last:
+            scores = q @ k.transpose(-2, -1)  # (B, H, Lq, Lk)
+        else:
+            scores = k @ q.transpose(-2, -1)  # (B, H, Lk, Lq)
+            allowed = allowed.transpose(-2, -1) if allowed is not None else None
+        scores = scores.float() * scale
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        weights = dropout(scores.softmax(dim=-1 if keys_last else -2), p).to(v.dtype)
+        out = (weights if keys_last else weights.transpose(-2, -1)) @ v
+        return out if allowed is None else out.masked_fill(empty_rows, 0.0)
+
+
+SHORT_SOFTMAX = 16
+"""Key counts below this take the (Lk, Lq) score layout in `FullAttention._written_out`: torch's CPU
+softmax vectorizes along its axis only from 16 fp32 elements (one AVX-512 register) on."""
 
 
 WRITTEN_OUT_MAX_SCORES = 2**25

@@ -13,7 +13,9 @@ feed only the new tokens of a causal sequence and get the outputs a full pass wo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+import torch
 from torch import Tensor, nn
 
 from seqlab.nn.dropout import FastDropout
@@ -67,12 +69,25 @@ class EncoderLayer(nn.Module):
         self.dropout = FastDropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: Tensor, mask: AttentionMask = NO_MASK, cache: KVCache | None = None) -> Tensor:
-        """cache: this layer's keys and values of earlier tokens (see `MultiHeadAttention`)."""
+    def forward(
+        self, x: Tensor, mask: AttentionMask = NO_MASK, cache: KVCache | None = None, outputs: slice | None = None
+    ) -> Tensor:
+        """cache: this layer's keys and values of earlier tokens (see `MultiHeadAttention`).
+
+        outputs: compute only these tokens, (B, L, D) -> (B, L', D), for a caller that reads a part
+        of the output: keys and values still come from every token, and only the queried tokens
+        pay for queries, output projection, feed-forward and norms. Equal to `self(x)[:, outputs]`.
+        """
+        if outputs is not None and mask.causal:
+            mask = replace(mask, query_positions=torch.arange(x.shape[1], device=x.device)[outputs])
+        h = self.norm1(x) if self.norm_first else x
+        queries = h if outputs is None else h[:, outputs].contiguous()
+        x = x if outputs is None else x[:, outputs].contiguous()
+        attended = self.dropout(self.attention(queries, h, h, mask=mask, cache=cache))
         if self.norm_first:
-            x = x + self.dropout(self.attention(self.norm1(x), mask=mask, cache=cache))
+            x = x + attended
             return x + self.feed_forward(self.norm2(x))
-        x = self.norm1(x + self.dropout(self.attention(x, mask=mask, cache=cache)))
+        x = self.norm1(x + attended)
         return self.norm2(x + self.feed_forward(x))
 
 
@@ -138,17 +153,25 @@ class Encoder(nn.Module):
         self.norm = norm
 
     def forward(
-        self, x: Tensor, mask: AttentionMask = NO_MASK, cache: Sequence[KVCache] | None = None
+        self,
+        x: Tensor,
+        mask: AttentionMask = NO_MASK,
+        cache: Sequence[KVCache] | None = None,
+        outputs: slice | None = None,
     ) -> Tensor:
         """cache: one `KVCache` per layer for incremental decoding (not with `between` modules,
-        which change the sequence length)."""
+        which change the sequence length). outputs: the tokens the caller reads; the last layer
+        computes only those (see `EncoderLayer`), so the result is `self(x)[:, outputs]`."""
         if cache is not None:
             if self.between:
                 raise ValueError("an encoder with modules between its layers cannot decode incrementally")
             if len(cache) != len(self.layers):
                 raise ValueError(f"need one KVCache per layer ({len(self.layers)}), got {len(cache)}")
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask=mask) if cache is None else layer(x, mask=mask, cache=cache[i])
+            extra = {} if cache is None else {"cache": cache[i]}
+            if outputs is not None and i == len(self.layers) - 1:
+                extra["outputs"] = outputs
+            x = layer(x, mask=mask, **extra)
             if i < len(self.between):
                 x = self.between[i](x)
         return self.norm(x) if self.norm is not None else x

@@ -47,6 +47,30 @@ def test_a_tiny_neuralforecast_peer_case_runs_end_to_end():
     assert result["test_windows"] == 2785 and result["test_mse"] > 0
 
 
+def test_the_raced_itransformers_are_the_same_function():
+    """With neuralforecast's weights loaded, seqlab's race model gives neuralforecast's forecast:
+    the race compares two implementations of one model (same tokens, same layers)."""
+    pytest.importorskip("neuralforecast")
+    import torch
+    from neuralforecast.losses.pytorch import MSE
+    from neuralforecast.models import iTransformer
+
+    from forecasting.experiment import build_config, build_model
+    from forecasting.peers import SEQLAB_OVERRIDES
+
+    peer = iTransformer(h=96, input_size=96, n_series=7, hidden_size=256, n_heads=8, e_layers=2, d_ff=256,
+                        dropout=0.1, loss=MSE()).eval()
+    cfg = build_config(model="itransformer", data="ETTh1", horizon=96, overrides=SEQLAB_OVERRIDES["itransformer"])
+    ours = build_model(cfg, 7, 4).eval()
+    theirs = list(peer.state_dict().values())  # the same parameters in the same order; Conv1d(k=1) = Linear
+    assert len(theirs) == len(ours.state_dict())
+    ours.load_state_dict({name: w.reshape(mine.shape)
+                          for (name, mine), w in zip(ours.state_dict().items(), theirs, strict=True)})
+    x, marks = torch.randn(4, 96, 7), torch.randn(4, 96, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, marks), peer.forecast(x.clone()), atol=1e-5, rtol=1e-4)
+
+
 def test_dataset_average_says_whether_the_target_is_met(tmp_path):
     from forecasting.bench import average_lines
 

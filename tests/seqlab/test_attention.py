@@ -68,9 +68,12 @@ def test_attention_dropout_only_in_training():
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
-def test_weight_dropout_path_is_the_same_attention(monkeypatch, causal, padded):
+@pytest.mark.parametrize("short_softmax", [1, 100], ids=["keys-last", "keys-first"])
+def test_weight_dropout_path_is_the_same_attention(monkeypatch, causal, padded, short_softmax):
     """Training with dropout takes the written-out path; with the mask drawn as all-ones it must be
-    exactly the masked attention (empty rows zero), and its dropout must hit the weights."""
+    exactly the masked attention (empty rows zero), and its dropout must hit the weights. Both score
+    layouts: (Lq, Lk), and (Lk, Lq) normalized along the strided axis for few keys."""
+    monkeypatch.setattr("seqlab.nn.attention.SHORT_SOFTMAX", short_softmax)
     q, k, v = qkv()
     padding = torch.tensor([[False, False, False, True, True], [True, False, False, False, False]])
     mask = AttentionMask(causal=causal, key_padding=padding if padded else None)
@@ -92,6 +95,7 @@ def test_query_positions_equal_the_full_causal_pass_read_there(monkeypatch, drop
     """Queries at a subset of positions see what those positions see in a full causal pass (the
     dropout path with its draw replaced by the identity, so both paths compare exactly)."""
     monkeypatch.setattr("seqlab.nn.attention.dropout", lambda x, p, training=True: x)
+    monkeypatch.setattr("seqlab.nn.attention.SHORT_SOFTMAX", 6)  # the subset sees 7 keys: keys last
     q, k, v = qkv(lq=7, lk=7)
     padding = torch.tensor([[True, True, False, False, False, False, False], [False] * 7])
     positions = torch.tensor([0, 1, 4, 6])  # sample 0's first two rows see only padding: zeros

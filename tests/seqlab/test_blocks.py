@@ -78,3 +78,25 @@ def test_decoder_past_outputs_ignore_the_future():
 def test_unknown_activation_is_named():
     with pytest.raises(ValueError, match="swish"):
         FeedForward(4, 8, act="swish")
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("outputs", [slice(0, 4), slice(1, None, 3), slice(-1, None)])
+def test_encoder_computed_at_some_outputs_equals_the_full_pass_read_there(norm_first, causal, outputs):
+    """`outputs` prunes the last layer to the tokens read; keys and values still come from all."""
+    torch.manual_seed(0)
+    layers = [encoder_layer(norm_first) for _ in range(2)]
+    encoder = Encoder(layers, norm=nn.LayerNorm(8)).eval()
+    x = torch.randn(2, 7, 8)
+    padding = torch.tensor([[False] * 5 + [True] * 2, [True] + [False] * 6])
+    mask = AttentionMask(causal=causal, key_padding=padding)
+    full = encoder(x, mask=mask)
+    pruned = encoder(x, mask=mask, outputs=outputs)
+    assert pruned.shape == full[:, outputs].shape
+    torch.testing.assert_close(pruned, full[:, outputs])
+    if not causal:  # an unread token still acts as a key and value of the read ones
+        x2 = x.clone()
+        x2[:, 4] += torch.randn(2, 8)
+        read = slice(0, 4)
+        assert not torch.allclose(encoder(x2, mask=mask, outputs=read), encoder(x, mask=mask, outputs=read))
