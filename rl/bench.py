@@ -579,7 +579,7 @@ def speed_lines(speed: dict[str, list[dict]]) -> list[str]:
             "what separates them is the work ours skips: the newest action token and the last block's "
             f"queries and feed-forward at non-state tokens ({saved:.0%} of the matmul FLOPs at the paper config; "
             "`rl/models/gpt.py`); then the CPU fast paths of `seqlab.nn` (docs/concepts/training.md): dropout "
-            "masks drawn with `rand` instead of `bernoulli_` (dropout was 14% of our step), and in bf16 "
+            "masks drawn as 16-bit random levels instead of with `bernoulli_` (dropout was 14% of our step), and in bf16 "
             "attention as explicit bf16 matmuls where torch's fused SDPA kernel is slower on this CPU. "
             "torch.compile made our step slower on this CPU (fp32 and bf16), so it is not used.",
             "- Evaluation: per env-step both evaluators run a forward pass over the whole K-step window; the "
