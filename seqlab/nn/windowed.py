@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab.nn.attention import NO_MASK, AttentionMask
+from seqlab.nn.dropout import dropout
 
 MAX_LOGIT_SCALE = math.log(100.0)
 """Swin-V2 clamps the learned log temperature of cosine attention at ln 100."""
@@ -140,6 +141,19 @@ def shifted_window_mask(mask: WindowMask, device: torch.device | None = None) ->
     return ids[:, :, None] == ids[:, None, :]
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float, scale: float) -> Tensor:
+    """softmax(scale * q k^T + bias) v over windows, (B, H, nW, N, E) -> (B, H, nW, N, Ev), for
+    biases that never block a whole row. On CPU it is written out (softmax in fp32): the window
+    axis rules out SDPA's fused kernels, and its math path guards every row against all -inf
+    (isneginf, all, where over the scores: 7% of a PDE-Transformer forward) and upcasts bf16."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+    scores = (q @ k.transpose(-2, -1)).float() * scale
+    if bias is not None:
+        scores = scores + bias
+    return dropout(scores.softmax(dim=-1), dropout_p).to(v.dtype) @ v
+
+
 class ContinuousPositionBias(nn.Module):
     """Swin-V2's continuous relative position bias, one value per head for each token offset.
 
@@ -202,6 +216,8 @@ class CosineAttention(nn.Module):
         q = F.normalize(q, dim=-1) * tau.to(q.dtype)
         k = F.normalize(k, dim=-1)
         dropout_p = self.dropout if self.training else 0.0
+        if allowed is None:  # window biases only: no row is blocked whole (a token sees itself)
+            return attend(q, k, v, bias, dropout_p, scale=1.0)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=1.0)
 
 
@@ -263,7 +279,6 @@ class WindowAttention(nn.Module):
         if self.cosine is not None:
             out = self.cosine(q, k, v, bias=bias)
         else:
-            dropout_p = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+            out = attend(q, k, v, bias, self.dropout if self.training else 0.0, scale=q.shape[-1] ** -0.5)
         out = window_reverse(out, mask.grid, mask.window)  # (B, H, L, Ev)
         return roll_grid(out, mask.grid, mask.shift) if mask.shifted else out
