@@ -48,15 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     infer = commands.add_parser(
         "infer",
-        help="roll a trained surrogate out over a dataset of initial conditions into a zarr store",
-        description="Streams chunks of trajectories into the store; a killed job continues where it stopped "
+        help="roll a trained surrogate out over a dataset of initial conditions (or apply a steady operator "
+        "to a dataset of input fields) into a zarr store",
+        description="Streams chunks of samples into the store; a killed job continues where it stopped "
         "when run again with the same arguments. With --scheduler the chunks run on a Dask cluster.",
     )
     infer.add_argument("surrogate", help="surrogate.pt, its run folder, or an MLflow URI (runs:/<id>/surrogate, "
                        "models:/<name>/<version>)")
-    infer.add_argument("input", help="initial conditions: NetCDF (.nc) or zarr with dims (sample, time, ...)")
+    infer.add_argument("input", help="initial conditions: NetCDF (.nc) or zarr with dims (sample, time, ...); "
+                       "a steady operator's input fields: (sample, ...spatial)")
     infer.add_argument("output", help="output zarr store (.zarr)")
-    infer.add_argument("--steps", type=int, required=True, help="frames to predict per trajectory")
+    infer.add_argument("--steps", type=int, default=None,
+                       help="frames to predict per trajectory (required for trajectory surrogates; a steady "
+                            "operator is applied once to static fields (sample, ...spatial) and takes none)")
     infer.add_argument("--start-frame", type=int, default=0, help="first input frame of the initial condition")
     infer.add_argument("--chunk-size", type=int, default=16, help="trajectories per chunk")
     infer.add_argument("--threads", type=int, default=1, help="torch threads per chunk")
@@ -118,9 +122,9 @@ def _infer(args: argparse.Namespace) -> int:
     config = InferConfig(steps=args.steps, start_frame=args.start_frame, chunk_size=args.chunk_size,
                          threads=args.threads, scheduler=args.scheduler)
     report = run_job(args.surrogate, args.input, args.output, config)
-    print(f"wrote {report.output_path}: {report.n_trajectories} trajectories x {report.steps} steps "
+    print(f"wrote {report.output_path}: {report.n_trajectories} samples x {report.steps} steps "
           f"({report.chunks_run} of {report.chunks_total} chunks this run) in {report.seconds:.1f} s, "
-          f"{report.throughput:.1f} trajectory-steps/s")
+          f"{report.throughput:.1f} sample-steps/s")
     if report.speedup_vs_solver is not None:
         print(f"the solver that made the input took {report.solver_seconds:.1f} s for as many steps: "
               f"{report.speedup_vs_solver:.1f}x")

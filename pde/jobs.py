@@ -18,6 +18,10 @@ N steps in a zarr store`. How it stays safe:
   trajectories go on.
 - PDE parameters: a surrogate trained with `data.params` reads each chunk's per-sample values
   from the input (a variable over `sample`, or an attr) and conditions the rollout on them.
+- Steady operators (e.g. Darcy's coefficient -> solution): the same job applies the operator once
+  to static input fields (sample, ...spatial) and writes its output fields with the same dims;
+  `steps` is left unset. A sample whose output is NaN/inf is reported like a diverged trajectory
+  (step 0).
 - Scale-out: with a Dask scheduler address the chunks run as tasks on the cluster's workers
   (`dask.distributed`); every worker must see the surrogate file, the input and the store
   (a shared filesystem or object store). Without one, chunks run in this process.
@@ -58,21 +62,23 @@ class JobError(SeqlabError):
 class InferConfig:
     """Settings of one batch rollout job.
 
-    steps: frames to predict per trajectory.
+    steps: frames to predict per trajectory; None for a steady operator (applied once).
     start_frame: index of the first input frame; frames [start, start + T_in) seed the rollout.
     chunk_size: trajectories per chunk (one task, one zarr chunk along `sample`).
     threads: torch threads per chunk, the same locally and on workers so results are identical.
     scheduler: a `dask.distributed` scheduler address; None runs the chunks in this process.
     """
 
-    steps: int
+    steps: int | None
     start_frame: int = 0
     chunk_size: int = 16
     threads: int = 1
     scheduler: str | None = None
 
     def __post_init__(self) -> None:
-        require_positive(self, "steps", "chunk_size", "threads")
+        require_positive(self, "chunk_size", "threads")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be > 0, got {self.steps}")
         if self.start_frame < 0:
             raise ConfigError(f"start_frame must be >= 0, got {self.start_frame}")
 
@@ -89,6 +95,17 @@ class ChunkSpec:
     spatial_dims: tuple[str, ...]
     n_samples: int
     config: InferConfig
+    inputs: tuple[str, ...] = ()
+    """A steady operator's input fields (empty for a trajectory surrogate)."""
+
+    @property
+    def steady(self) -> bool:
+        return bool(self.inputs)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dims of each output variable."""
+        return (SAMPLE, *self.spatial_dims) if self.steady else (SAMPLE, TIME, *self.spatial_dims)
 
     @property
     def n_chunks(self) -> int:
@@ -122,7 +139,7 @@ class JobReport:
 
     @property
     def throughput(self) -> float:
-        """Trajectory-steps per second over the chunks this invocation ran."""
+        """Trajectory-steps (a steady operator: samples) per second over the chunks this invocation ran."""
         done = self.chunks_run / max(self.chunks_total, 1) * self.n_trajectories
         return done * self.steps / self.seconds if self.seconds > 0 else float("nan")
 
@@ -164,6 +181,11 @@ def _check_input(ds: Any, surrogate: Surrogate, config: InferConfig, source: str
     absent = surrogate.check_dataset(dict(ds.attrs), list(ds.data_vars), source)
     if absent:
         log.warning("%s lacks attrs %s that the surrogate was trained with; not checked", source, absent)
+    if surrogate.steady:
+        _check_static_input(ds, surrogate, config, source)
+        return
+    if config.steps is None:
+        raise JobError(f"{surrogate.model_name} advances trajectories: give the number of steps to roll out")
     spatial = None
     for name in surrogate.variables:
         dims = ds[name].dims
@@ -178,6 +200,24 @@ def _check_input(ds: Any, surrogate: Surrogate, config: InferConfig, source: str
             f"{source}: dim {TIME} has {ds.sizes[TIME]} frames; start_frame={config.start_frame} and the "
             f"surrogate's in_frames={surrogate.in_frames} need {needed}"
         )
+
+
+def _check_static_input(ds: Any, surrogate: Surrogate, config: InferConfig, source: str) -> None:
+    operator = f"a steady operator ({', '.join(surrogate.inputs)} -> {', '.join(surrogate.variables)})"
+    if config.steps not in (None, 1) or config.start_frame:
+        raise JobError(f"{operator} is applied once: leave steps and start_frame unset")
+    spatial = None
+    for name in surrogate.inputs:
+        if name not in ds.data_vars:
+            raise JobError(f"{source}: {operator} reads variable {name}, which the input lacks "
+                           f"(it has {', '.join(map(str, ds.data_vars))})")
+        dims = ds[name].dims
+        if dims[0] != SAMPLE or TIME in dims or len(dims) < 2:
+            raise JobError(f"{source}: variable {name} has dims {dims}; {operator} reads static fields "
+                           f"({SAMPLE}, ...spatial)")
+        spatial = spatial or dims[1:]
+        if dims[1:] != spatial:
+            raise JobError(f"{source}: variable {name} has spatial dims {dims[1:]}, others {spatial}")
 
 
 # ------------------------------------------------------------------------------------- output
@@ -219,16 +259,17 @@ def _create_or_check_store(spec: ChunkSpec, ds: Any, surrogate: Surrogate, finge
     cfg = spec.config
     spatial_dims = spec.spatial_dims
     spatial_shape = tuple(ds.sizes[d] for d in spatial_dims)
-    chunks = (cfg.chunk_size, cfg.steps, *spatial_shape)
-    shape = (spec.n_samples, cfg.steps, *spatial_shape)
+    frames = () if spec.steady else (cfg.steps,)
+    chunks = (cfg.chunk_size, *frames, *spatial_shape)
+    shape = (spec.n_samples, *frames, *spatial_shape)
     data_vars: dict[str, Any] = {
-        name: ((SAMPLE, TIME, *spatial_dims), da.zeros(shape, chunks=chunks, dtype=np.float32))
-        for name in spec.variables
+        name: (spec.dims, da.zeros(shape, chunks=chunks, dtype=np.float32)) for name in spec.variables
     }
     data_vars["diverged_at"] = ((SAMPLE,), da.full(spec.n_samples, -1, chunks=cfg.chunk_size, dtype=np.int32))
     data_vars[DONE] = (("chunk",), da.zeros(spec.n_chunks, chunks=1, dtype=np.int8))
     coords = {SAMPLE: _sample_labels(ds)}
-    coords[TIME] = _output_times(ds, cfg, surrogate.in_frames)
+    if not spec.steady:
+        coords[TIME] = _output_times(ds, cfg, surrogate.in_frames)
     coords.update({d: ds[d].values for d in spatial_dims if d in ds.coords})
     attrs = {k: v for k, v in ds.attrs.items() if not isinstance(v, dict)}
     attrs.update(
@@ -239,11 +280,13 @@ def _create_or_check_store(spec: ChunkSpec, ds: Any, surrogate: Surrogate, finge
             "surrogate": spec.surrogate_path,
             "surrogate_sha256": spec.surrogate_sha256,
             "input": spec.input_path,
-            "steps": cfg.steps,
-            "start_frame": cfg.start_frame,
             "seqlab_version": _version(),
         }
     )
+    if spec.steady:
+        attrs["operator_inputs"] = list(spec.inputs)
+    else:
+        attrs.update({"steps": cfg.steps, "start_frame": cfg.start_frame})
     template = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     template.to_zarr(out, mode="w-", compute=False, consolidated=False)
 
@@ -303,14 +346,22 @@ def run_chunk(index: int, spec: ChunkSpec) -> ChunkResult:
     try:
         surrogate, model = _load_surrogate(spec.surrogate_path, spec.surrogate_sha256)
         lo, hi = spec.bounds(index)
-        initial, params = _read_chunk(spec, surrogate, lo, hi)
-        with torch.inference_mode():
-            frames, diverged_at = surrogate.rollout(model, initial, spec.config.steps, params)
+        if spec.steady:
+            inputs = _read_fields(spec, spec.inputs, lo, hi, frames=None)  # (n, C_in, *S)
+            with torch.inference_mode():
+                outputs = surrogate.apply(model, inputs)  # (n, C, *S)
+            finite = torch.isfinite(outputs.flatten(1)).all(dim=1)
+            diverged_at = torch.where(finite, -1, 0)  # step 0: the one application
+        else:
+            initial, params = _read_chunk(spec, surrogate, lo, hi)
+            with torch.inference_mode():
+                outputs, diverged_at = surrogate.rollout(model, initial, spec.config.steps, params)
     finally:
         torch.set_num_threads(previous_threads)
-    frames_np = frames.float().numpy()
-    dims = (SAMPLE, TIME, *spec.spatial_dims)
-    region_vars: dict[str, Any] = {name: (dims, frames_np[:, :, c]) for c, name in enumerate(spec.variables)}
+    outputs_np = outputs.float().numpy()
+    channel_axis = 1 if spec.steady else 2
+    region_vars: dict[str, Any] = {name: (spec.dims, np.take(outputs_np, c, axis=channel_axis))
+                                   for c, name in enumerate(spec.variables)}
     region_vars["diverged_at"] = ((SAMPLE,), diverged_at.numpy().astype(np.int32))
     xr.Dataset(region_vars).to_zarr(
         spec.output_path, region={SAMPLE: slice(lo, hi)}, mode="r+", consolidated=False
@@ -323,21 +374,28 @@ def run_chunk(index: int, spec: ChunkSpec) -> ChunkResult:
 def _read_chunk(spec: ChunkSpec, surrogate: Surrogate, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Samples [lo, hi): (n, T_in, C, *S) float32 initial frames, checked for NaN/inf, and the
     (n, P) PDE parameters when the surrogate is conditioned on any."""
-    ds = open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
     window = slice(spec.config.start_frame, spec.config.start_frame + surrogate.in_frames)
+    initial = _read_fields(spec, spec.variables, lo, hi, frames=window)
+    ds = open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
+    params = torch.from_numpy(sample_params(ds, surrogate.params, spec.input_path)) if surrogate.params else None
+    return initial, params
+
+
+def _read_fields(spec: ChunkSpec, names: tuple[str, ...], lo: int, hi: int, frames: slice | None) -> torch.Tensor:
+    """Variables `names` of samples [lo, hi) stacked as channels, float32, checked for NaN/inf:
+    (n, T, C, *S) for the `frames` of trajectories, (n, C, *S) for static fields (frames None)."""
+    ds = open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
     channels = []
-    for name in spec.variables:
-        values = np.asarray(ds[name].isel({TIME: window}).values, dtype=np.float32)
+    for name in names:
+        values = np.asarray((ds[name] if frames is None else ds[name].isel({TIME: frames})).values, dtype=np.float32)
         bad = ~np.isfinite(values)
         if bad.any():
             labels = _sample_labels(ds)
             samples = sorted({labels[i].item() for i in np.nonzero(bad)[0]})
-            raise JobError(
-                f"{spec.input_path}: variable {name} holds NaN/inf in the initial frames of samples {samples[:10]}"
-            )
+            where = "fields" if frames is None else "initial frames"
+            raise JobError(f"{spec.input_path}: variable {name} holds NaN/inf in the {where} of samples {samples[:10]}")
         channels.append(values)
-    params = torch.from_numpy(sample_params(ds, surrogate.params, spec.input_path)) if surrogate.params else None
-    return torch.from_numpy(np.stack(channels, axis=2)), params
+    return torch.from_numpy(np.stack(channels, axis=1 if frames is None else 2))
 
 
 # ------------------------------------------------------------------------------------- the job
@@ -356,9 +414,6 @@ def run_job(
     """
     surrogate_path = resolve_surrogate(surrogate_ref)
     surrogate = Surrogate.load(surrogate_path)
-    if surrogate.steady:
-        raise JobError(f"{surrogate_path} is a steady operator ({', '.join(surrogate.inputs)} -> "
-                       f"{', '.join(surrogate.variables)}); batch jobs roll out trajectory surrogates")
     ds = open_input(input_path)
     _check_input(ds, surrogate, config, str(input_path))
     spec = ChunkSpec(
@@ -367,15 +422,17 @@ def run_job(
         input_path=str(Path(input_path).resolve()),
         output_path=str(Path(output_path).resolve()),
         variables=tuple(surrogate.variables),
-        spatial_dims=tuple(ds[surrogate.variables[0]].dims[2:]),
+        spatial_dims=tuple(ds[surrogate.inputs[0]].dims[1:] if surrogate.steady else ds[surrogate.variables[0]].dims[2:]),
         n_samples=int(ds.sizes[SAMPLE]),
         config=config,
+        inputs=tuple(surrogate.inputs),
     )
     _create_or_check_store(spec, ds, surrogate, _fingerprint(spec, {k: int(v) for k, v in ds.sizes.items()}))
     n_chunks = spec.n_chunks
     done = _done_chunks(spec)
     todo = [i for i in range(n_chunks) if i not in done]
-    log.info("%d of %d chunks to run (%d trajectories x %d steps)", len(todo), n_chunks, spec.n_samples, config.steps)
+    steps = 1 if spec.steady else config.steps
+    log.info("%d of %d chunks to run (%d samples x %d steps)", len(todo), n_chunks, spec.n_samples, steps)
     began = time.perf_counter()
     results = _run_chunks(todo, spec, n_chunks, client, progress)
     seconds = time.perf_counter() - began
@@ -384,11 +441,10 @@ def run_job(
     for sample, step in diverged:
         log.warning("sample %s diverged (NaN/inf) at step %d", sample, step)
     solver_seconds = None
-    if "solver_seconds" in ds.attrs:  # the generation's time, scaled to the trajectory-steps rolled out
+    if "solver_seconds" in ds.attrs and not spec.steady:  # the generation's time, scaled to the steps rolled out
         per_frame = float(ds.attrs["solver_seconds"]) / (ds.sizes[SAMPLE] * ds.sizes[TIME])
         solver_seconds = per_frame * spec.n_samples * config.steps
-    return JobReport(spec.output_path, spec.n_samples, config.steps, n_chunks, len(todo), seconds, diverged,
-                     solver_seconds)
+    return JobReport(spec.output_path, spec.n_samples, steps, n_chunks, len(todo), seconds, diverged, solver_seconds)
 
 
 def _run_chunks(

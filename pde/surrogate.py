@@ -117,14 +117,19 @@ class Surrogate:
 
     # ------------------------------------------------------------------------------ checks
     def check_dataset(self, attrs: Mapping[str, Any], variables: Sequence[str], source: str) -> list[str]:
-        """Raise when the dataset's physics disagrees; return the physics attrs it lacks (a warning)."""
-        missing_vars = [v for v in self.variables if v not in variables]
+        """Raise when the dataset's physics disagrees; return the physics attrs it lacks (a warning).
+
+        A steady operator reads its input fields, at any resolution (zero-shot super-resolution is
+        what the field's operators are tested on); a trajectory surrogate its own variables, at the
+        resolution it learned."""
+        read = self.inputs if self.steady else self.variables
+        missing_vars = [v for v in read if v not in variables]
         if missing_vars:
-            raise SurrogateMismatchError(
-                f"{source}: the surrogate reads variables {self.variables}; missing {missing_vars}"
-            )
+            raise SurrogateMismatchError(f"{source}: the surrogate reads variables {read}; missing {missing_vars}")
         absent = []
         for key, trained in self.physics.items():
+            if self.steady and key == "resolution":
+                continue
             if key not in attrs:
                 absent.append(key)
             elif not _same(attrs[key], trained):

@@ -101,7 +101,7 @@ def test_cli_trains_then_infers_with_the_surrogate(tmp_path, capsys):
     assert main(["pde", "infer", str(surrogate.parent), str(ics), str(tmp_path / "out.zarr"), "--steps", "3",
                  "--chunk-size", "4"]) == 0
     printed = capsys.readouterr().out
-    assert "8 trajectories x 3 steps (2 of 2 chunks this run)" in printed
+    assert "8 samples x 3 steps (2 of 2 chunks this run)" in printed
     assert "the solver that made the input took" in printed  # the speed-up over the generating solver
     assert xr.open_zarr(tmp_path / "out.zarr", consolidated=False)["vorticity"].shape == (8, 3, 32, 32)
 

@@ -127,6 +127,9 @@ def test_missing_variable_and_short_time_dim_are_named(setup, tmp_path):
         run_job(surrogate_path, tmp_path / "renamed.nc", tmp_path / "a.zarr", InferConfig(steps=2))
     with pytest.raises(JobError, match=r"dim time has 3 frames; start_frame=2"):
         run_job(surrogate_path, ics, tmp_path / "b.zarr", InferConfig(steps=2, start_frame=2))
+    with pytest.raises(JobError, match=r"advances trajectories: give the number of steps"):
+        run_job(surrogate_path, ics, tmp_path / "c.zarr", InferConfig(steps=None))
+    assert not (tmp_path / "c.zarr").exists()  # refused before anything is written
 
 
 def test_nan_initial_conditions_are_named(setup, tmp_path):

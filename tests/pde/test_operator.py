@@ -103,10 +103,52 @@ def test_each_field_is_normalized_by_its_training_statistics(finished, files):
         assert (mean[0], std[0]) == pytest.approx((values.mean(), values.std()), rel=1e-9), name
 
 
-def test_batch_jobs_refuse_a_steady_operator(finished, tmp_path):
+def test_a_batch_job_applies_the_operator_chunk_by_chunk_at_any_resolution(finished, files, tmp_path):
+    """The job writes, per sample, what `Surrogate.apply` gives (here zero-shot at 16^2 after
+    training at 8^2), in chunks marked done; its inputs need no output field."""
+    import zarr
+
     result, _ = finished
-    with pytest.raises(JobError, match=r"steady operator \(coefficient -> solution\)"):
-        run_job(result.surrogate_path, tmp_path / "ics.nc", tmp_path / "out.zarr", InferConfig(steps=1))
+    surrogate = Surrogate.load(result.surrogate_path)
+    test = open_dataset(files[2], chunks=None)
+    inputs = tmp_path / "coefficients.nc"
+    test[["coefficient"]].to_netcdf(inputs, engine="h5netcdf")
+    out = tmp_path / "solutions.zarr"
+    report = run_job(result.surrogate_path, inputs, out, InferConfig(steps=None, chunk_size=2))
+    assert (report.n_trajectories, report.steps, report.chunks_run, report.chunks_total) == (5, 1, 3, 3)
+    written = xr.open_zarr(out, consolidated=False)
+    assert written["solution"].dims == ("sample", "y", "x") and "time" not in written.dims
+    with torch.inference_mode():
+        expected = surrogate.apply(surrogate.build(), torch.from_numpy(test["coefficient"].values[:, None]))[:, 0]
+    np.testing.assert_allclose(written["solution"].values, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert written["diverged_at"].values.tolist() == [-1] * 5 and report.diverged == []
+    assert zarr.open_group(str(out), mode="r").attrs["operator_inputs"] == ["coefficient"]
+    again = run_job(result.surrogate_path, inputs, out, InferConfig(steps=None, chunk_size=2))
+    assert again.chunks_run == 0  # every chunk is marked done
+    huge = test[["coefficient"]].copy(deep=True)
+    huge["coefficient"][3] = 3e38  # finite input, overflowing output
+    huge.to_netcdf(tmp_path / "huge.nc", engine="h5netcdf")
+    report = run_job(result.surrogate_path, tmp_path / "huge.nc", tmp_path / "huge.zarr", InferConfig(steps=None))
+    assert report.diverged == [(3, 0)]
+    assert xr.open_zarr(tmp_path / "huge.zarr", consolidated=False)["diverged_at"].values.tolist() == [-1, -1, -1, 0, -1]
+
+
+def test_a_batch_job_names_what_a_steady_operator_cannot_take(finished, files, tmp_path):
+    result, _ = finished
+    inputs = tmp_path / "coefficients.nc"
+    open_dataset(files[1], chunks=None)[["coefficient"]].to_netcdf(inputs, engine="h5netcdf")
+    with pytest.raises(JobError, match=r"steady operator \(coefficient -> solution\) is applied once"):
+        run_job(result.surrogate_path, inputs, tmp_path / "a.zarr", InferConfig(steps=5))
+    with pytest.raises(JobError, match=r"ns.nc: variable coefficient has dims \('sample', 'time', 'y', 'x'\); a steady "
+                                       r"operator .* reads static fields \(sample, ...spatial\)"):
+        ns = write_trajectories(tmp_path / "ns.nc")
+        xr.open_dataset(ns).rename({"vorticity": "coefficient"}).assign_attrs(equation="darcy_2d").to_netcdf(
+            tmp_path / "ns2.nc", engine="h5netcdf")
+        (tmp_path / "ns2.nc").rename(tmp_path / "ns.nc")
+        run_job(result.surrogate_path, tmp_path / "ns.nc", tmp_path / "b.zarr", InferConfig(steps=None))
+    with pytest.raises(Exception, match=r"reads variables \['coefficient'\]; missing"):
+        run_job(result.surrogate_path, write_trajectories(tmp_path / "other.nc"), tmp_path / "c.zarr",
+                InferConfig(steps=None))
 
 
 def test_cli_trains_a_darcy_preset(files, tmp_path, capsys):
