@@ -72,10 +72,15 @@ def report_lines(rows: list[dict]) -> list[str]:
         ratio = lambda key: f"{row[key] / peer[key]:.1f}x" if peer else "n/a"  # noqa: E731
         lines.append(
             f"| {row['model']} | {row['library']} | {row['precision']} | {row['steps']} | {row['test_mse']:.4f} "
-            f"| {row['test_mae']:.4f} | {row['train_windows_per_s']:.0f} | {row['test_windows_per_s']:.0f} "
+            f"| {row['test_mae']:.4f} | {_rate(row['train_windows_per_s'])} | {_rate(row['test_windows_per_s'])} "
             f"| {row['peak_rss_mb']:.0f} | {ratio('train_windows_per_s')} | {ratio('test_windows_per_s')} |"
         )
     return lines
+
+
+def _rate(per_second: float) -> str:
+    """Windows per second, with two significant digits below 10 (Informer's peer trains at 0.2/s)."""
+    return f"{per_second:.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
 def run_peer_case(case: PeerCase, data_dir: str | None = None) -> dict:

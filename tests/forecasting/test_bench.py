@@ -34,6 +34,8 @@ def test_peer_table_gives_speed_ups_against_neuralforecast_fp32():
     ]
     lines = report_lines(rows)
     assert lines[2].endswith("| 1.0x | 1.0x |") and lines[3].endswith("| 5.0x | 50.0x |")
+    slow = [{**rows[0], "train_windows_per_s": 0.19927}, rows[1]]
+    assert "| 0.2 | 100 |" in report_lines(slow)[2]  # a rate below 10/s keeps two digits, not "0"
 
 
 def test_a_tiny_seqlab_peer_case_runs_end_to_end():
