@@ -347,7 +347,7 @@ def run_chunk(index: int, spec: ChunkSpec) -> ChunkResult:
         surrogate, model = _load_surrogate(spec.surrogate_path, spec.surrogate_sha256)
         lo, hi = spec.bounds(index)
         if spec.steady:
-            inputs = _read_fields(spec, spec.inputs, lo, hi, frames=None)  # (n, C_in, *S)
+            inputs = _read_fields(spec, _chunk_input(spec, lo, hi), spec.inputs, frames=None)  # (n, C_in, *S)
             with torch.inference_mode():
                 outputs = surrogate.apply(model, inputs)  # (n, C, *S)
             finite = torch.isfinite(outputs.flatten(1)).all(dim=1)
@@ -375,16 +375,20 @@ def _read_chunk(spec: ChunkSpec, surrogate: Surrogate, lo: int, hi: int) -> tupl
     """Samples [lo, hi): (n, T_in, C, *S) float32 initial frames, checked for NaN/inf, and the
     (n, P) PDE parameters when the surrogate is conditioned on any."""
     window = slice(spec.config.start_frame, spec.config.start_frame + surrogate.in_frames)
-    initial = _read_fields(spec, spec.variables, lo, hi, frames=window)
-    ds = open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
+    ds = _chunk_input(spec, lo, hi)
+    initial = _read_fields(spec, ds, spec.variables, frames=window)
     params = torch.from_numpy(sample_params(ds, surrogate.params, spec.input_path)) if surrogate.params else None
     return initial, params
 
 
-def _read_fields(spec: ChunkSpec, names: tuple[str, ...], lo: int, hi: int, frames: slice | None) -> torch.Tensor:
-    """Variables `names` of samples [lo, hi) stacked as channels, float32, checked for NaN/inf:
+def _chunk_input(spec: ChunkSpec, lo: int, hi: int) -> Any:
+    """Samples [lo, hi) of the input, lazily."""
+    return open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
+
+
+def _read_fields(spec: ChunkSpec, ds: Any, names: tuple[str, ...], frames: slice | None) -> torch.Tensor:
+    """Variables `names` of the chunk `ds` stacked as channels, float32, checked for NaN/inf:
     (n, T, C, *S) for the `frames` of trajectories, (n, C, *S) for static fields (frames None)."""
-    ds = open_input(spec.input_path).isel({SAMPLE: slice(lo, hi)})
     channels = []
     for name in names:
         values = np.asarray((ds[name] if frames is None else ds[name].isel({TIME: frames})).values, dtype=np.float32)
